@@ -1,0 +1,345 @@
+"""The state cache: what the tracker knows of each job, and who waits for what. No I/O.
+
+Every method is synchronous: state is read and written with no await in between, and the
+waiters a change concerns are *returned* (``Wakeups``) for the caller to resolve, after the
+state is set. Each waiter owns one future, so one waiter's timeout or cancellation never
+touches another's; a waiter is removed by its owner in ``finally``.
+
+Two rules keep it right when events arrive late, twice or out of order:
+
+- *Versions*: an entry remembers the daemon time (ns) of the newest event it applied (or of
+  the list it was seeded from); an older event is stale and ignored (the ``since`` replay after
+  a reconnect re-sends events the list already reflects). An inspect is applied only if no
+  event of its job was applied while it was in flight (``seq``); else it is repeated.
+- *Publication*: a terminal state (DONE, FAILED) is published only when the exit status is
+  known (``settle``, after an inspect) and the job's output files are closed
+  (``output_done``); until then the job reads as it last did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ._exceptions import InvalidStateError, JobNotFoundError, TrackerError
+from ._mapping import ARRAY_INDEX_LABEL, ARRAY_LABEL, state_from_details, state_from_event
+from ._model import JobState
+from ._records import ContainerDetails, ContainerEvent
+
+TERMINAL = frozenset({JobState.DONE, JobState.FAILED})
+ACTIVE = frozenset({JobState.RUNNING, JobState.SUSPENDED})
+
+
+class Waiter:
+    """One pending ``wait``: the states it wants and the future that answers it."""
+
+    __slots__ = ("future", "job_id", "wanted")
+
+    def __init__(self, job_id: str, wanted: frozenset[JobState], future: asyncio.Future[JobState]):
+        self.job_id = job_id
+        self.wanted = wanted
+        self.future = future
+
+
+Wakeup = tuple[Waiter, JobState | TrackerError]
+
+
+class Wakeups(list[Wakeup]):
+    """Waiters to resolve, each with its state or error; ``resolve()`` does it."""
+
+    def resolve(self) -> None:
+        for waiter, outcome in self:
+            if waiter.future.done():
+                continue
+            if isinstance(outcome, JobState):
+                waiter.future.set_result(outcome)
+            else:
+                waiter.future.set_exception(outcome)
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """A cache entry. ``state`` is the published state."""
+
+    job_id: str
+    state: JobState
+    version_ns: int = 0
+    array_id: str | None = None
+    index: int = 0
+    ever_started: bool = False
+    # Bumped by every applied event: an inspect older than the latest event is not applied.
+    seq: int = 0
+    # A die was seen: the terminal state waits for an inspect (``settle``).
+    exited: bool = False
+    # Output files are still being written: the terminal state waits for them.
+    output_pending: bool = False
+    # The terminal state, known but not yet published because output is pending.
+    final: JobState | None = None
+    waiters: list[Waiter] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.job_id[:12]}… {self.state.name}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A published state change, for the tracker's launcher bookkeeping."""
+
+    job_id: str
+    array_id: str | None
+    state: JobState | None  # None: the job is gone
+
+
+class StateCache:
+    """Jobs by id, with their waiters."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._waiters = 0
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self._jobs.values())
+
+    @property
+    def waiter_count(self) -> int:
+        return self._waiters
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def require(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r} in this session", job_id=job_id)
+        return job
+
+    # -- changing state -------------------------------------------------------------
+
+    def _publish(self, job: Job, state: JobState, out: Wakeups, changes: list[Change]) -> None:
+        if job.state is state:
+            return
+        job.state = state
+        if state in ACTIVE:
+            job.ever_started = True
+        changes.append(Change(job.job_id, job.array_id, state))
+        for waiter in job.waiters:
+            if state in waiter.wanted:
+                out.append((waiter, state))
+            elif state in TERMINAL:
+                out.append((waiter, _unreachable(job.job_id, waiter.wanted, state)))
+
+    def add(
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        labels: dict[str, str] | None = None,
+        version_ns: int = 0,
+        ever_started: bool = False,
+    ) -> tuple[Wakeups, list[Change]]:
+        """Add a job (or refresh it if known): from a list entry, an inspect or a create."""
+        out, changes = Wakeups(), []
+        job = self._jobs.get(job_id)
+        if job is None:
+            job = Job(job_id, state, version_ns=version_ns, ever_started=ever_started)
+            if labels and ARRAY_LABEL in labels:
+                job.array_id = labels[ARRAY_LABEL]
+                job.index = _int(labels.get(ARRAY_INDEX_LABEL))
+            self._jobs[job_id] = job
+            changes.append(Change(job_id, job.array_id, state))
+            return out, changes
+        if version_ns and version_ns < job.version_ns:
+            return out, changes
+        job.version_ns = max(job.version_ns, version_ns)
+        job.ever_started = job.ever_started or ever_started
+        self._set(job, state, out, changes)
+        return out, changes
+
+    def _set(self, job: Job, state: JobState, out: Wakeups, changes: list[Change]) -> None:
+        if state in TERMINAL and job.output_pending:
+            job.final = state  # published by output_done
+            return
+        if state not in TERMINAL:
+            job.exited = False
+            job.final = None
+        self._publish(job, state, out, changes)
+
+    def apply(self, event: ContainerEvent) -> tuple[Wakeups, list[Change], bool]:
+        """Apply one event. Returns (wakeups, changes, needs_inspect)."""
+        out, changes = Wakeups(), []
+        job = self._jobs.get(event.container_id)
+        if event.action == "destroy":
+            if job is not None:
+                self._forget(job, out, changes)
+            return out, changes, False
+        if job is None:
+            if event.action == "create":
+                state = state_from_event("create", event.attributes.get("name", ""))
+                assert state is not None
+                w, c = self.add(
+                    event.container_id, state, labels=dict(event.attributes),
+                    version_ns=event.time_ns,
+                )  # fmt: skip
+                return w, c, False
+            # A job we do not know yet (made before a reconnect's gap): inspect tells all.
+            return out, changes, event.action in ("start", "die", "pause", "unpause", "rename")
+        if event.time_ns < job.version_ns:
+            return out, changes, False  # stale: the entry already holds something newer
+        job.version_ns = event.time_ns
+        job.seq += 1
+        if event.action == "die":
+            job.exited = True
+            return out, changes, True
+        if event.action == "oom":
+            return out, changes, False
+        if event.action == "rename" and job.ever_started:
+            return out, changes, False  # a rename of a started job says nothing of its state
+        state = state_from_event(event.action, event.attributes.get("name", ""))
+        if state is not None and not (job.exited and state is JobState.RUNNING):
+            self._set(job, state, out, changes)
+        return out, changes, False
+
+    def seq(self, job_id: str) -> int | None:
+        job = self._jobs.get(job_id)
+        return None if job is None else job.seq
+
+    def settle(
+        self, details: ContainerDetails, seq: int | None = None
+    ) -> tuple[Wakeups, list[Change]] | None:
+        """Apply an inspect: the truth, including the exit status after a die.
+
+        ``seq`` is the job's ``seq`` when the inspect was sent; if an event was applied since,
+        the inspect may be older than that event: nothing changes and None is returned.
+        """
+        state = state_from_details(details)
+        job = self._jobs.get(details.container_id)
+        if job is None:
+            return self.add(
+                details.container_id, state, labels=dict(details.labels),
+                ever_started=details.started_at is not None,
+            )  # fmt: skip
+        if seq is not None and job.seq != seq:
+            return None
+        out, changes = Wakeups(), []
+        job.ever_started = job.ever_started or details.started_at is not None
+        self._set(job, state, out, changes)
+        return out, changes
+
+    def settle_exit(self, job_id: str, exit_code: int) -> tuple[Wakeups, list[Change]]:
+        """A die whose container is already gone (AutoRemove): the event's exit code decides."""
+        out, changes = Wakeups(), []
+        job = self._jobs.get(job_id)
+        if job is not None:
+            self._set(job, JobState.DONE if exit_code == 0 else JobState.FAILED, out, changes)
+        return out, changes
+
+    def mark_started(self, job_id: str) -> tuple[Wakeups, list[Change]]:
+        """``start`` returned: RUNNING unless an event already moved the job on."""
+        out, changes = Wakeups(), []
+        job = self._jobs.get(job_id)
+        if job is not None and job.state in (JobState.QUEUED, JobState.QUEUED_HELD):
+            job.ever_started = True
+            if not job.exited:
+                self._set(job, JobState.RUNNING, out, changes)
+        return out, changes
+
+    def set_state(self, job_id: str, state: JobState) -> tuple[Wakeups, list[Change]]:
+        """A control action the engine confirmed (pause, unpause, rename)."""
+        out, changes = Wakeups(), []
+        job = self._jobs.get(job_id)
+        if job is not None and not (job.exited or job.state in TERMINAL):
+            self._set(job, state, out, changes)
+        return out, changes
+
+    def begin_output(self, job_id: str) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.output_pending = True
+
+    def output_done(self, job_id: str) -> tuple[Wakeups, list[Change]]:
+        out, changes = Wakeups(), []
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.output_pending = False
+            if job.final is not None:
+                final, job.final = job.final, None
+                self._publish(job, final, out, changes)
+        return out, changes
+
+    def forget(self, job_id: str) -> tuple[Wakeups, list[Change]]:
+        out, changes = Wakeups(), []
+        job = self._jobs.get(job_id)
+        if job is not None:
+            self._forget(job, out, changes)
+        return out, changes
+
+    def _forget(self, job: Job, out: Wakeups, changes: list[Change]) -> None:
+        del self._jobs[job.job_id]
+        changes.append(Change(job.job_id, job.array_id, None))
+        for waiter in job.waiters:
+            out.append(
+                (waiter, JobNotFoundError(f"job {job.job_id} was deleted", job_id=job.job_id))
+            )
+
+    # -- waiting -------------------------------------------------------------------
+
+    def add_waiter(
+        self, job_id: str, wanted: frozenset[JobState], loop: asyncio.AbstractEventLoop
+    ) -> Waiter | JobState:
+        """Check the cache first: a wanted state returns at once, an unreachable one raises."""
+        job = self.require(job_id)
+        if job.state in wanted:
+            return job.state
+        if job.state in TERMINAL:
+            raise _unreachable(job_id, wanted, job.state)
+        waiter = Waiter(job_id, wanted, loop.create_future())
+        job.waiters.append(waiter)
+        self._waiters += 1
+        return waiter
+
+    def remove_waiter(self, waiter: Waiter) -> None:
+        """Forget a waiter, whatever ended its wait (idempotent)."""
+        job = self._jobs.get(waiter.job_id)
+        if job is not None and waiter in job.waiters:
+            job.waiters.remove(waiter)
+        if not waiter.future.done():
+            waiter.future.cancel()
+        if waiter.job_id:
+            waiter.job_id = ""
+            self._waiters -= 1
+
+    def fail_all(self, error_for: Iterable[str] | None, error: TrackerError) -> Wakeups:
+        """Wake every waiter (or those of the given jobs) with ``error``."""
+        out = Wakeups()
+        ids = set(error_for) if error_for is not None else None
+        for job in self._jobs.values():
+            if ids is None or job.job_id in ids:
+                out.extend((w, error) for w in job.waiters)
+        return out
+
+    def array_jobs(self, array_id: str) -> list[Job]:
+        return sorted(
+            (j for j in self._jobs.values() if j.array_id == array_id), key=lambda j: j.index
+        )
+
+
+def _unreachable(job_id: str, wanted: frozenset[JobState], state: JobState) -> InvalidStateError:
+    names = ", ".join(sorted(s.name for s in wanted))
+    return InvalidStateError(
+        f"job {job_id} ended {state.name} and can never reach {names}", job_id=job_id
+    )
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+

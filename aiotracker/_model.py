@@ -1,0 +1,153 @@
+"""The DRMAA2 job model: states, job template, job info. Pure data, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+
+class JobState(enum.Enum):
+    """The DRMAA2 job states."""
+
+    UNDETERMINED = "undetermined"
+    QUEUED = "queued"
+    QUEUED_HELD = "queued_held"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    REQUEUED = "requeued"
+    REQUEUED_HELD = "requeued_held"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for DONE and FAILED: the job will not change any more."""
+        return self in _TERMINAL
+
+    def __repr__(self) -> str:
+        return f"JobState.{self.name}"
+
+
+_TERMINAL = frozenset({JobState.DONE, JobState.FAILED})
+
+
+class JobControlAction(enum.StrEnum):
+    """The actions of ``job_control``."""
+
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    HOLD = "hold"
+    RELEASE = "release"
+    TERMINATE = "terminate"
+
+
+def _frozen_map(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return dict(value) if value else {}
+
+
+def _frozen_seq(value: Sequence[str] | None) -> tuple[str, ...]:
+    if isinstance(value, str):
+        # A bare string is a common slip for a one-element list; iterating it would split it.
+        return (value,)
+    return tuple(value) if value else ()
+
+
+@dataclass(frozen=True, kw_only=True, eq=True)
+class JobTemplate:
+    """A DRMAA2 job template; every field is optional and defaults to "unset".
+
+    On Docker: ``job_category`` is the image, ``remote_command`` and ``args`` the command
+    (never run through a shell), ``stage_in_files`` maps host paths to container paths (bind
+    mounts), and ``output_path``/``error_path``/``input_path`` are files on the tracker's host.
+    ``extensions`` carries Docker options (``user``, ``exposedPorts``, ``privileged``, ...).
+
+    Sequences are stored as tuples and mappings as private copies, so changing what was
+    passed in does not change the template.
+    """
+
+    remote_command: str = ""
+    args: Sequence[str] = ()
+    submit_as_hold: bool = False
+    rerunnable: bool = False
+    job_environment: Mapping[str, str] = field(default_factory=dict)
+    working_directory: str = ""
+    job_category: str = ""
+    email: Sequence[str] = ()
+    email_on_started: bool = False
+    email_on_terminated: bool = False
+    job_name: str = ""
+    input_path: str = ""
+    output_path: str = ""
+    error_path: str = ""
+    join_files: bool = False
+    reservation_id: str = ""
+    queue_name: str = ""
+    min_slots: int = 0
+    max_slots: int = 0
+    priority: int = 0
+    candidate_machines: Sequence[str] = ()
+    min_phys_memory: int = 0
+    machine_os: str = ""
+    machine_arch: str = ""
+    start_time: datetime | None = None
+    deadline_time: datetime | None = None
+    stage_in_files: Mapping[str, str] = field(default_factory=dict)
+    stage_out_files: Mapping[str, str] = field(default_factory=dict)
+    resource_limits: Mapping[str, str] = field(default_factory=dict)
+    accounting_id: str = ""
+    extensions: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SEQUENCE_FIELDS:
+                object.__setattr__(self, f.name, _frozen_seq(value))
+            elif f.name in _MAPPING_FIELDS:
+                object.__setattr__(self, f.name, _frozen_map(value))
+
+    def replace(self, **changes: Any) -> JobTemplate:
+        """Return a copy with the given fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    __hash__ = None  # type: ignore[assignment]  # holds mappings: not hashable
+
+
+_SEQUENCE_FIELDS = frozenset({"args", "email", "candidate_machines"})
+_MAPPING_FIELDS = frozenset(
+    {"job_environment", "stage_in_files", "stage_out_files", "resource_limits", "extensions"}
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobInfo:
+    """What is known about one job, read from the engine (``job_info``).
+
+    Times are timezone-aware (UTC) and ``None`` until reached; ``exit_status`` is ``None``
+    until the job finished; ``terminating_signal`` names the signal (``"SIGKILL"``) when the
+    exit status says the job was killed by one (exit status 128 + n).
+    """
+
+    job_id: str
+    job_name: str = ""
+    exit_status: int | None = None
+    terminating_signal: str = ""
+    annotation: str = ""
+    state: JobState = JobState.UNDETERMINED
+    sub_state: str = ""
+    allocated_machines: tuple[str, ...] = ()
+    submission_machine: str = ""
+    job_owner: str = ""
+    slots: int = 1
+    queue_name: str = ""
+    wallclock_time: timedelta | None = None
+    cpu_time: timedelta | None = None
+    submission_time: datetime | None = None
+    dispatch_time: datetime | None = None
+    finish_time: datetime | None = None
+    extensions: Mapping[str, str] = field(default_factory=dict)
+
+    __hash__ = None  # type: ignore[assignment]  # holds a mapping: not hashable
