@@ -145,7 +145,7 @@ class StateCache:
         ever_started: bool = False,
     ) -> tuple[Wakeups, list[Change]]:
         """Add a job (or refresh it if known): from a list entry, an inspect or a create."""
-        out, changes = Wakeups(), []
+        out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is None:
             job = Job(job_id, state, version_ns=version_ns, ever_started=ever_started)
@@ -173,7 +173,7 @@ class StateCache:
 
     def apply(self, event: ContainerEvent) -> tuple[Wakeups, list[Change], bool]:
         """Apply one event. Returns (wakeups, changes, needs_inspect)."""
-        out, changes = Wakeups(), []
+        out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(event.container_id)
         if event.action == "destroy":
             if job is not None:
@@ -227,14 +227,14 @@ class StateCache:
             )  # fmt: skip
         if seq is not None and job.seq != seq:
             return None
-        out, changes = Wakeups(), []
+        out, changes = Wakeups(), list[Change]()
         job.ever_started = job.ever_started or details.started_at is not None
         self._set(job, state, out, changes)
         return out, changes
 
     def settle_exit(self, job_id: str, exit_code: int) -> tuple[Wakeups, list[Change]]:
         """A die whose container is already gone (AutoRemove): the event's exit code decides."""
-        out, changes = Wakeups(), []
+        out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is not None:
             self._set(job, JobState.DONE if exit_code == 0 else JobState.FAILED, out, changes)
@@ -242,7 +242,7 @@ class StateCache:
 
     def mark_started(self, job_id: str) -> tuple[Wakeups, list[Change]]:
         """``start`` returned: RUNNING unless an event already moved the job on."""
-        out, changes = Wakeups(), []
+        out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is not None and job.state in (JobState.QUEUED, JobState.QUEUED_HELD):
             job.ever_started = True
@@ -252,7 +252,7 @@ class StateCache:
 
     def set_state(self, job_id: str, state: JobState) -> tuple[Wakeups, list[Change]]:
         """A control action the engine confirmed (pause, unpause, rename)."""
-        out, changes = Wakeups(), []
+        out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is not None and not (job.exited or job.state in TERMINAL):
             self._set(job, state, out, changes)
@@ -264,7 +264,7 @@ class StateCache:
             job.output_pending = True
 
     def output_done(self, job_id: str) -> tuple[Wakeups, list[Change]]:
-        out, changes = Wakeups(), []
+        out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is not None:
             job.output_pending = False
@@ -274,7 +274,7 @@ class StateCache:
         return out, changes
 
     def forget(self, job_id: str) -> tuple[Wakeups, list[Change]]:
-        out, changes = Wakeups(), []
+        out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is not None:
             self._forget(job, out, changes)
@@ -342,4 +342,3 @@ def _int(text: str | None) -> int:
         return int(text or 0)
     except ValueError:
         return 0
-

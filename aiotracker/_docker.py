@@ -78,7 +78,9 @@ def translate(exc: BaseException, *, what: str, job_id: str | None = None) -> Tr
             return InvalidArgumentError(f"{what}: {message}", job_id=job_id)
         return InternalError(f"{what}: engine answered {status}: {message}", job_id=job_id)
     if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
-        return DrmCommunicationError(f"{what}: connection to the engine failed: {exc!r}", job_id=job_id)
+        return DrmCommunicationError(
+            f"{what}: connection to the engine failed: {exc!r}", job_id=job_id
+        )
     return InternalError(f"{what}: {exc!r}", job_id=job_id)
 
 
@@ -233,7 +235,9 @@ class DockerClient:
                     image=image,
                 ) from exc
             if exc.status == 409:
-                raise InvalidArgumentError(f"job_name {name!r} is already in use: {exc.message}") from exc
+                raise InvalidArgumentError(
+                    f"job_name {name!r} is already in use: {exc.message}"
+                ) from exc
             if exc.status in (400, 500):
                 # The engine validates the config on create: a bad mount, mode or option.
                 raise InvalidArgumentError(f"the engine refused the job: {exc.message}") from exc
@@ -265,27 +269,41 @@ class DockerClient:
     async def remove(self, cid: str, *, force: bool = False) -> None:
         params = {"v": "1", "force": "1" if force else "0"}
         try:
-            async with self.api._query(f"containers/{cid}", method="DELETE", params=params):
-                pass
+            await self._request(f"containers/{cid}", "DELETE", params=params)
         except _ENGINE_ERRORS as exc:
             raise translate(exc, what="delete", job_id=cid) from exc
 
     async def _post(
-        self, path: str, cid: str, what: str, *, params: Mapping[str, str] | None = None,
+        self,
+        path: str,
+        cid: str,
+        what: str,
+        *,
+        params: Mapping[str, str] | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> None:
         try:
-            async with self.api._query(
-                path, method="POST", params=dict(params) if params else None,
-                data=json.dumps(data) if data is not None else None,
-            ):
-                pass
+            await self._request(
+                path, "POST", params=params, data=json.dumps(data) if data is not None else None
+            )
         except DockerError as exc:
             if exc.status == 500 and "is not paused" in str(exc.message):
                 raise InvalidStateError(f"{what}: {exc.message}", job_id=cid) from exc
             raise translate(exc, what=what, job_id=cid) from exc
         except _ENGINE_ERRORS as exc:
             raise translate(exc, what=what, job_id=cid) from exc
+
+    async def _request(
+        self, path: str, method: str, *, params: Mapping[str, str] | None = None,
+        data: str | None = None,
+    ) -> None:  # fmt: skip
+        """A call whose answer has no body we need; the connection goes back to the pool."""
+        async with self.api._query(
+            path, method=method, params=dict(params) if params else None, data=data
+        ) as resp:
+            # aiodocker's _query hands over the response without ever releasing it.
+            await resp.read()
+            resp.release()
 
     async def inspect(self, cid: str) -> ContainerDetails:
         try:
@@ -294,7 +312,7 @@ class DockerClient:
             raise translate(exc, what="inspect", job_id=cid) from exc
         return _details(raw)
 
-    async def list(self, label: str) -> list[ContainerSummary]:
+    async def list_containers(self, label: str) -> list[ContainerSummary]:
         params = {"all": "1", "filters": json.dumps({"label": [label]})}
         try:
             raw = await self.api._query_json("containers/json", params=params)
@@ -317,7 +335,12 @@ class DockerClient:
         except _ENGINE_ERRORS as exc:
             raise translate(exc, what="list images") from exc
         return sorted(
-            {tag for image in raw for tag in (image.get("RepoTags") or []) if tag != "<none>:<none>"}
+            {
+                tag
+                for image in raw
+                for tag in (image.get("RepoTags") or [])
+                if tag != "<none>:<none>"
+            }
         )
 
     # -- events ----------------------------------------------------------------------
@@ -343,17 +366,20 @@ class DockerClient:
             async with self.streams._query(
                 "events", params=params, timeout=aiohttp.ClientTimeout()
             ) as resp:
-                on_connected()
-                buffer = b""
-                async for chunk in resp.content.iter_any():
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        if not line.strip():
-                            continue
-                        event = _event(json.loads(line))
-                        if event is not None:
-                            on_event(event)
+                try:
+                    on_connected()
+                    buffer = b""
+                    async for chunk in resp.content.iter_any():
+                        buffer += chunk
+                        *lines, buffer = buffer.split(b"\n")
+                        for line in lines:
+                            if not line.strip():
+                                continue
+                            event = _event(json.loads(line))
+                            if event is not None:
+                                on_event(event)
+                finally:
+                    resp.close()  # a stream cut short cannot go back to the pool
         except _ENGINE_ERRORS as exc:
             raise translate(exc, what="event stream") from exc
         except ValueError as exc:  # a line that is not JSON: the stream is broken

@@ -77,7 +77,9 @@ class OutputPlan:
 
 def plan_output(template: JobTemplate, cwd: str) -> OutputPlan:
     """Check the output paths of a template (before anything is created) and plan the copy."""
-    out = check_output_path("output_path", template.output_path, cwd) if template.output_path else ""
+    out = (
+        check_output_path("output_path", template.output_path, cwd) if template.output_path else ""
+    )
     err = check_output_path("error_path", template.error_path, cwd) if template.error_path else ""
     if template.join_files:
         err = out  # DRMAA2: the error stream joins the output stream

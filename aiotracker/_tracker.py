@@ -180,7 +180,9 @@ class DockerTracker:
         self._closing = asyncio.Event()
         self._engine = await self._client.open()
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._host_task = asyncio.create_task(self._host(ready), name=f"aiotracker:{self.job_session}")
+        self._host_task = asyncio.create_task(
+            self._host(ready), name=f"aiotracker:{self.job_session}"
+        )
         try:
             await ready
         except BaseException:
@@ -394,7 +396,7 @@ class DockerTracker:
 
     async def _seed(self, version_ns: int) -> None:
         """Fill the cache from the session's containers (list; inspect only where needed)."""
-        summaries = await self._client.list(f"{SESSION_LABEL}={self.job_session}")
+        summaries = await self._client.list_containers(f"{SESSION_LABEL}={self.job_session}")
         unknown: list[str] = []
         for s in summaries:
             state = state_from_summary(s.state, s.status, s.name)
@@ -445,8 +447,7 @@ class DockerTracker:
     async def _reconcile(self) -> None:
         """After a reconnect: list and inspect, so that nothing lost in the gap stays lost."""
         try:
-            info = await self._client.info()
-            summaries = await self._client.list(f"{SESSION_LABEL}={self.job_session}")
+            summaries = await self._client.list_containers(f"{SESSION_LABEL}={self.job_session}")
         except DrmCommunicationError:
             return  # the stream will break again and the next reconnect reconciles
         present = {s.container_id for s in summaries}
@@ -456,9 +457,8 @@ class DockerTracker:
         # Inspect everything not known to be final: states may have moved in the gap.
         todo = [
             s.container_id for s in summaries
-            if (job := self._cache.get(s.container_id)) is None or job.state not in TERMINAL
+            if (known := self._cache.get(s.container_id)) is None or known.state not in TERMINAL
         ]  # fmt: skip
-        del info
         await self._inspect_many(todo)
         for array in self._arrays.values():
             array.wake.set()
@@ -612,46 +612,49 @@ class DockerTracker:
     ) -> None:
         """Attach the output (before start: nothing is missed), feed stdin, then start."""
         tg = self._check_open()
-        scope: anyio.CancelScope | None = None
+        started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if plan.wanted:
-            scope = await tg.start(self._copy_output, job_id, plan, False)
+            await tg.start(self._copy_output, job_id, plan, started)
         if template.input_path:
             path = check_input_path(template.input_path, os.getcwd())
             tg.start_soon(self._feed_input, job_id, path)
         try:
             await self._client.start(job_id)
-        except TrackerError as exc:
-            if scope is not None:
-                scope.cancel()
-                self._copiers.pop(job_id, None)
-                self._cache.output_done(job_id)
-            if remove_on_failure or isinstance(exc, DrmCommunicationError):
+        except BaseException as exc:
+            started.set_result(False)  # the copier closes without creating any file
+            if remove_on_failure or not isinstance(exc, TrackerError):
+                raise
+            if isinstance(exc, DrmCommunicationError):
                 raise
             # An array task that cannot start ends FAILED (State.Error says why).
             self._schedule_inspect(job_id)
             return
+        started.set_result(True)
         self._apply(self._cache.mark_started(job_id))
 
     async def _copy_output(
-        self, job_id: str, plan: OutputPlan, replay: bool,
-        *, task_status: anyio.abc.TaskStatus[anyio.CancelScope],
+        self, job_id: str, plan: OutputPlan, job_started: asyncio.Future[bool] | None,
+        *, task_status: anyio.abc.TaskStatus[None],
     ) -> None:  # fmt: skip
+        """Copy the job's output to its files until the job ends; None: replay the log."""
         files = OutputFiles(plan)
         self._cache.begin_output(job_id)
         self._tasks += 1
-        started = False
+        attached = False
         try:
             with anyio.CancelScope() as scope:
                 self._copiers[job_id] = scope
                 # An attach that fails raises out of tg.start(): the job is not started.
-                async with self._client.attach_output(job_id, logs=replay) as read:
-                    task_status.started(scope)
-                    started = True
+                async with self._client.attach_output(job_id, logs=job_started is None) as read:
+                    task_status.started()
+                    attached = True
                     while (message := await read()) is not None:
                         files.write(message.stream, message.data)
-                files.finish()
+                # A start that fails also ends the stream: then no file is made.
+                if job_started is None or await job_started:
+                    files.finish()
         except TrackerError as exc:
-            if not started:
+            if not attached:
                 raise
             log.warning("output of job %s is incomplete: %s", job_id, exc)
         finally:
@@ -662,7 +665,8 @@ class DockerTracker:
 
     async def _feed_input(self, job_id: str, path: str) -> None:
         try:
-            with open(path, "rb") as source:
+            # Small blocking reads of a local file, 64 KiB at a time, between socket writes.
+            with open(path, "rb") as source:  # noqa: ASYNC230
                 await self._client.feed_stdin(job_id, source)
         except TrackerError as exc:
             log.warning("stdin of job %s not fed: %s", job_id, exc)
@@ -682,7 +686,10 @@ class DockerTracker:
     async def _copy_output_soon(self, job_id: str, plan: OutputPlan) -> None:
         tg = self._check_open()
         with contextlib.suppress(TrackerError):
-            await tg.start(self._copy_output, job_id, plan, True)
+            await tg.start(self._copy_output, job_id, plan, None)
+
+    async def _start_released(self, job_id: str, template: JobTemplate, plan: OutputPlan) -> None:
+        await self._start(job_id, template, plan, remove_on_failure=False)
 
     async def list_jobs(self) -> list[str]:
         """The ids of the session's jobs, finished ones too until deleted (from the cache)."""
@@ -703,9 +710,7 @@ class DockerTracker:
         """Everything the engine knows of the job, mapped to DRMAA2 (one inspect)."""
         self._check_open()
         details = await self._details(job_id)
-        info = job_info_from_details(
-            details, engine_host=self._engine.host_name, now=_utcnow()
-        )
+        info = job_info_from_details(details, engine_host=self._engine.host_name, now=_utcnow())
         job = self._cache.get(details.container_id)
         if job is not None and info.state.is_terminal and not job.state.is_terminal:
             # Docker has finished, the tracker has not (output still being written).
@@ -775,7 +780,9 @@ class DockerTracker:
     ) -> None:
         details = await self._client.inspect(job_id)
         if details.status != "created":
-            raise InvalidStateError(f"cannot {act.value} job {job_id}: it has started", job_id=job_id)
+            raise InvalidStateError(
+                f"cannot {act.value} job {job_id}: it has started", job_id=job_id
+            )
         await self._client.rename(job_id, base_name(details.name) + suffix)
         self._apply(self._cache.set_state(job_id, state))
 
@@ -787,11 +794,9 @@ class DockerTracker:
         # A single job starts at once; its template says where its output goes.
         template = await self.job_template(job_id)
         plan = plan_output(template, os.getcwd())
-        await self._owned(self._start, job_id, template, plan, remove_on_failure=False)
+        await self._owned(self._start_released, job_id, template, plan)
 
-    async def wait(
-        self, job_id: str, *states: JobState, timeout: float | None = None
-    ) -> JobState:
+    async def wait(self, job_id: str, *states: JobState, timeout: float | None = None) -> JobState:
         """Wait until the job is in one of ``states`` (default: DONE or FAILED); return it.
 
         Resolved from events: no polling and no connection per wait. ``timeout=None`` waits
@@ -841,10 +846,8 @@ class DockerTracker:
             raise InvalidStateError(
                 f"job {full} is {state.name}: only a finished job can be deleted", job_id=full
             )
-        try:
+        with contextlib.suppress(JobNotFoundError):  # removed meanwhile: the same result
             await self._client.remove(full)
-        except JobNotFoundError:
-            pass  # removed meanwhile: the result is the same
         self._apply(self._cache.forget(full))
 
     async def list_job_categories(self) -> list[str]:
@@ -998,7 +1001,9 @@ def _require(
     job_id: str, act: JobControlAction, state: JobState, allowed: Iterable[JobState]
 ) -> None:
     if state not in allowed:
-        raise InvalidStateError(f"cannot {act.value} job {job_id}: it is {state.name}", job_id=job_id)
+        raise InvalidStateError(
+            f"cannot {act.value} job {job_id}: it is {state.name}", job_id=job_id
+        )
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

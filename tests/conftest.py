@@ -29,4 +29,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         capture_output=True, text=True, check=False, timeout=60,
     ).stdout.split()  # fmt: skip
     if ids:
-        subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True, check=False, timeout=120)
+        subprocess.run(
+            ["docker", "rm", "-f", "-v", *ids], capture_output=True, check=False, timeout=120
+        )

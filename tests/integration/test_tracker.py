@@ -1,0 +1,478 @@
+"""DockerTracker against the real engine: the Go dockertracker_test.go cases and more."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from aiotracker import (
+    DockerTracker,
+    ImageNotFoundError,
+    InvalidArgumentError,
+    InvalidStateError,
+    JobNotFoundError,
+    JobState,
+    JobTemplate,
+    UnsupportedOperationError,
+    WaitTimeoutError,
+)
+from aiotracker._mapping import SESSION_LABEL
+from tests.conftest import TEST_IMAGE
+
+Make = Callable[..., JobTemplate]
+
+
+def session_containers(session: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={SESSION_LABEL}={session}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.split()
+
+
+# -- ported from drmaa2os dockertracker_test.go ------------------------------------------------
+
+
+async def test_create_tracker(session_name: str, labels: dict[str, str]) -> None:
+    """A tracker opens on the engine and starts with no jobs."""
+    async with DockerTracker(session_name, labels=labels) as tracker:
+        assert await tracker.list_jobs() == []
+        assert len(tracker) == 0
+        assert repr(tracker).startswith(f"<DockerTracker session={session_name!r} jobs=0")
+
+
+async def test_list_job_categories(tracker: DockerTracker) -> None:
+    """The local images' tags are the job categories, sorted, the test image among them."""
+    categories = await tracker.list_job_categories()
+    assert TEST_IMAGE in categories
+    assert categories == sorted(categories)
+    assert "<none>:<none>" not in categories
+
+
+async def test_add_job_and_state_right_after(tracker: DockerTracker, template: Make) -> None:
+    """A job just added is known at once, RUNNING (or already finished)."""
+    job_id = await tracker.add_job(template("sleep", "2"))
+    assert len(job_id) == 64
+    assert await tracker.job_state(job_id) is JobState.RUNNING
+    assert job_id in await tracker.list_jobs()
+    await tracker.job_control(job_id, "terminate")
+    assert await tracker.wait(job_id, timeout=30) is JobState.FAILED
+
+
+async def test_missing_job_category(tracker: DockerTracker, session_name: str) -> None:
+    """A template without a job category is refused before anything is created."""
+    with pytest.raises(InvalidArgumentError, match="job_category"):
+        await tracker.add_job(JobTemplate(remote_command="true"))
+    assert session_containers(session_name) == []
+
+
+async def test_image_not_present(tracker: DockerTracker, session_name: str) -> None:
+    """An image that is not on the engine is ImageNotFoundError, and nothing is pulled or left."""
+    with pytest.raises(ImageNotFoundError) as err:
+        await tracker.add_job(
+            JobTemplate(job_category="aiotracker/absent:v0", remote_command="true")
+        )
+    assert err.value.image == "aiotracker/absent:v0"
+    assert session_containers(session_name) == []
+
+
+async def test_stdout_to_file_exact(tracker: DockerTracker, template: Make, tmp_path: Path) -> None:
+    """stdout goes byte for byte to output_path, complete when wait returns."""
+    out = tmp_path / "out"
+    job_id = await tracker.add_job(
+        template("sh", "-c", "echo line1; printf 'line2'", output_path=str(out))
+    )
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    assert out.read_bytes() == b"line1\nline2"
+
+
+async def test_stderr_to_file_exact(tracker: DockerTracker, template: Make, tmp_path: Path) -> None:
+    """stderr goes byte for byte to error_path; stdout is not mixed in."""
+    err = tmp_path / "err"
+    job_id = await tracker.add_job(
+        template("sh", "-c", "echo out; echo oops >&2; exit 2", error_path=str(err))
+    )
+    assert await tracker.wait(job_id, timeout=30) is JobState.FAILED
+    assert err.read_bytes() == b"oops\n"
+
+
+async def test_stdout_and_stderr_apart(
+    tracker: DockerTracker, template: Make, tmp_path: Path
+) -> None:
+    """Both paths set: each stream in its own file."""
+    out, err = tmp_path / "out", tmp_path / "err"
+    job_id = await tracker.add_job(
+        template(
+            "sh", "-c", "echo a; echo b >&2; echo c", output_path=str(out), error_path=str(err)
+        )
+    )
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    assert out.read_bytes() == b"a\nc\n"
+    assert err.read_bytes() == b"b\n"
+
+
+@pytest.mark.parametrize("how", ["join_files", "same_path"])
+async def test_joined_output_in_order(
+    tracker: DockerTracker, template: Make, tmp_path: Path, how: str
+) -> None:
+    """join_files, or the same path for both, gives one file with both streams in order."""
+    out = tmp_path / "both"
+    fields = {"join_files": True} if how == "join_files" else {"error_path": str(out)}
+    script = "echo 1; sleep 0.1; echo 2 >&2; sleep 0.1; echo 3"
+    job_id = await tracker.add_job(template("sh", "-c", script, output_path=str(out), **fields))
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    assert out.read_bytes() == b"1\n2\n3\n"
+
+
+async def test_life_cycle_done(tracker: DockerTracker, template: Make) -> None:
+    """A job that exits 0 is DONE after wait, with exit status 0 in its info."""
+    job_id = await tracker.add_job(template("true"))
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    assert await tracker.job_state(job_id) is JobState.DONE
+    info = await tracker.job_info(job_id)
+    assert info.exit_status == 0
+    assert info.state is JobState.DONE
+    assert info.finish_time is not None
+    assert info.dispatch_time is not None
+    # Docker may stamp FinishedAt before StartedAt for a job that exits at once.
+    assert info.wallclock_time is not None
+    assert info.wallclock_time.total_seconds() >= 0
+
+
+async def test_terminate_then_failed_then_delete(tracker: DockerTracker, template: Make) -> None:
+    """Terminate ends a job FAILED (SIGKILL); delete removes it; then it is not found."""
+    job_id = await tracker.add_job(template("sleep", "100"))
+    await tracker.job_control(job_id, "terminate")
+    assert await tracker.wait(job_id, timeout=30) is JobState.FAILED
+    info = await tracker.job_info(job_id)
+    assert (info.exit_status, info.terminating_signal) == (137, "SIGKILL")
+    await tracker.delete_job(job_id)
+    with pytest.raises(JobNotFoundError):
+        await tracker.job_state(job_id)
+    assert job_id not in await tracker.list_jobs()
+
+
+async def test_list_jobs_by_session(
+    tracker: DockerTracker, template: Make, session_name: str, labels: dict[str, str]
+) -> None:
+    """list_jobs shows the session's jobs (finished too) and never another session's."""
+    mine = [await tracker.add_job(template("true")) for _ in range(3)]
+    async with DockerTracker(session_name + "-other", labels=labels) as other:
+        theirs = await other.add_job(template("true"))
+        assert await other.list_jobs() == [theirs]
+        await other.wait(theirs, timeout=30)
+        await other.delete_job(theirs)
+    for job_id in mine:
+        await tracker.wait(job_id, timeout=30)
+    assert sorted(await tracker.list_jobs()) == sorted(mine)
+    await tracker.delete_job(mine[0])
+    assert sorted(await tracker.list_jobs()) == sorted(mine[1:])
+
+
+async def test_template_round_trip(tracker: DockerTracker, template: Make, tmp_path: Path) -> None:
+    """job_template reads back exactly the template that was submitted."""
+    submitted = template(
+        "sh", "-c", "exit 0",
+        job_name=f"rt-{os.getpid()}-{tmp_path.name[-6:]}",
+        job_environment={"A": "1", "B": "two words"},
+        working_directory="/tmp",
+        output_path=str(tmp_path / "o"),
+        extensions={"user": "nobody"},
+        candidate_machines=["jobhost"],
+        priority=5,
+        accounting_id="acct",
+    )  # fmt: skip
+    job_id = await tracker.add_job(submitted)
+    assert await tracker.job_template(job_id) == submitted
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    info = await tracker.job_info(job_id)
+    assert info.job_name == submitted.job_name
+    assert info.job_owner == "nobody"
+    assert info.extensions["hostname"] == "jobhost"
+
+
+# -- beyond the Go tests -----------------------------------------------------------------------
+
+
+async def test_suspend_resume(tracker: DockerTracker, template: Make, tmp_path: Path) -> None:
+    """Suspend pauses every process (SUSPENDED), resume continues (RUNNING), then DONE."""
+    out = tmp_path / "out"
+    job_id = await tracker.add_job(
+        template("sh", "-c", "sleep 1 & wait; echo finished", output_path=str(out))
+    )
+    await tracker.job_control(job_id, "suspend")
+    assert await tracker.job_state(job_id) is JobState.SUSPENDED
+    assert await tracker.wait(job_id, JobState.SUSPENDED, timeout=0) is JobState.SUSPENDED
+    with pytest.raises(WaitTimeoutError):
+        await tracker.wait(job_id, timeout=1.5)  # frozen: the 1 s sleep cannot end
+    with pytest.raises(InvalidStateError):
+        await tracker.job_control(job_id, "suspend")
+    await tracker.job_control(job_id, "resume")
+    assert await tracker.job_state(job_id) is JobState.RUNNING
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    assert out.read_bytes() == b"finished\n"
+    with pytest.raises(InvalidStateError):
+        await tracker.job_control(job_id, "suspend")
+
+
+async def test_terminate_suspended(tracker: DockerTracker, template: Make) -> None:
+    """A suspended job can be terminated, and ends FAILED."""
+    job_id = await tracker.add_job(template("sleep", "100"))
+    await tracker.job_control(job_id, "suspend")
+    await tracker.job_control(job_id, "terminate")
+    assert await tracker.wait(job_id, timeout=30) is JobState.FAILED
+
+
+async def test_wait_timeout(tracker: DockerTracker, template: Make) -> None:
+    """A wait that runs out of time raises WaitTimeoutError (a TimeoutError), leaving no waiter."""
+    job_id = await tracker.add_job(template("sleep", "100"))
+    with pytest.raises(TimeoutError):
+        await tracker.wait(job_id, timeout=0.3)
+    assert tracker.statistics().waiters == 0
+    await tracker.job_control(job_id, "terminate")
+    assert await tracker.wait(job_id, timeout=30) is JobState.FAILED
+
+
+async def test_wait_timeout_zero_checks_once(tracker: DockerTracker, template: Make) -> None:
+    """timeout=0 answers from the current state: the state if wanted, else WaitTimeoutError."""
+    job_id = await tracker.add_job(template("sleep", "100"))
+    assert await tracker.wait(job_id, JobState.RUNNING, timeout=0) is JobState.RUNNING
+    with pytest.raises(WaitTimeoutError):
+        await tracker.wait(job_id, timeout=0)
+    await tracker.job_control(job_id, "terminate")
+    await tracker.wait(job_id, timeout=30)
+
+
+async def test_wait_unreachable_state(tracker: DockerTracker, template: Make) -> None:
+    """Waiting for RUNNING on a finished job is InvalidStateError at once, and also when it ends."""
+    done = await tracker.add_job(template("true"))
+    await tracker.wait(done, timeout=30)
+    with pytest.raises(InvalidStateError):
+        await tracker.wait(done, JobState.RUNNING, timeout=30)
+    running = await tracker.add_job(template("sleep", "100"))
+    pending = asyncio.ensure_future(tracker.wait(running, JobState.SUSPENDED, timeout=30))
+    await asyncio.sleep(0)
+    await tracker.job_control(running, "terminate")
+    with pytest.raises(InvalidStateError):
+        await pending
+
+
+async def test_wait_negative_timeout(tracker: DockerTracker, template: Make) -> None:
+    """A negative timeout is an InvalidArgumentError."""
+    job_id = await tracker.add_job(template("true"))
+    with pytest.raises(InvalidArgumentError):
+        await tracker.wait(job_id, timeout=-1)
+    await tracker.wait(job_id, timeout=30)
+
+
+async def test_wait_deleted_job(tracker: DockerTracker, template: Make) -> None:
+    """A job deleted (by anyone) while waited on wakes the wait with JobNotFoundError."""
+    job_id = await tracker.add_job(template("sleep", "100"))
+    pending = asyncio.ensure_future(tracker.wait(job_id, JobState.SUSPENDED))
+    await asyncio.sleep(0.1)
+    subprocess.run(["docker", "rm", "-f", job_id], capture_output=True, check=True)
+    with pytest.raises(JobNotFoundError):
+        await asyncio.wait_for(pending, 30)
+
+
+async def test_concurrent_waits_one_stream(tracker: DockerTracker, template: Make) -> None:
+    """200 concurrent waits on 200 jobs resolve from the one event stream."""
+    jobs: list[str] = []
+    sem = asyncio.Semaphore(8)
+
+    async def submit(i: int) -> str:
+        async with sem:
+            return await tracker.add_job(template("sh", "-c", f"sleep 2; exit {i % 2}"))
+
+    jobs = list(await asyncio.gather(*(submit(i) for i in range(200))))
+    inspects_before = tracker.statistics().inspects
+    states = await asyncio.wait_for(asyncio.gather(*(tracker.wait(j) for j in jobs)), timeout=240)
+    assert states == [JobState.DONE if i % 2 == 0 else JobState.FAILED for i in range(200)]
+    stats = tracker.statistics()
+    assert stats.waiters == 0
+    assert stats.reconnects == 0
+    # One inspect per die, nothing more: no polling.
+    assert stats.inspects - inspects_before <= 200
+
+
+async def test_binary_output_exact(tracker: DockerTracker, template: Make, tmp_path: Path) -> None:
+    """1 MB of random bytes arrives byte-identical (not through the json-file log's decoding)."""
+    src = tmp_path / "random.bin"
+    src.write_bytes(os.urandom(1 << 20))
+    out = tmp_path / "copy.bin"
+    job_id = await tracker.add_job(
+        template("cat", "/data/random.bin", output_path=str(out),
+                 stage_in_files={str(src): "/data/random.bin"})
+    )  # fmt: skip
+    assert await tracker.wait(job_id, timeout=60) is JobState.DONE
+    assert out.read_bytes() == src.read_bytes()
+
+
+async def test_input_path_feeds_stdin(
+    tracker: DockerTracker, template: Make, tmp_path: Path
+) -> None:
+    """input_path is fed to the job's stdin, and the job sees its end."""
+    src = tmp_path / "in"
+    src.write_bytes(b"alpha\nbeta\n")
+    out = tmp_path / "out"
+    job_id = await tracker.add_job(
+        template("sh", "-c", "wc -l; cat >/dev/null", input_path=str(src), output_path=str(out))
+    )
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    assert out.read_bytes().strip() == b"2"
+
+
+async def test_command_that_cannot_start(
+    tracker: DockerTracker, template: Make, session_name: str, tmp_path: Path
+) -> None:
+    """A missing executable raises InvalidArgumentError; no container and no output file remain."""
+    out = tmp_path / "out"
+    with pytest.raises(InvalidArgumentError, match="no-such-binary"):
+        await tracker.add_job(template("/no-such-binary", output_path=str(out)))
+    assert session_containers(session_name) == []
+    assert not out.exists()
+    assert await tracker.list_jobs() == []
+
+
+async def test_job_name_in_use(tracker: DockerTracker, template: Make, tmp_path: Path) -> None:
+    """job_name is the container name; a name in use is an InvalidArgumentError."""
+    name = f"named-{tmp_path.name[-8:]}-{os.getpid()}"
+    job_id = await tracker.add_job(template("true", job_name=name))
+    with pytest.raises(InvalidArgumentError, match="in use"):
+        await tracker.add_job(template("true", job_name=name))
+    assert (await tracker.job_info(job_id)).job_name == name
+    await tracker.wait(job_id, timeout=30)
+
+
+@pytest.mark.parametrize("action", ["hold", "release"])
+async def test_hold_release_of_running_job(
+    tracker: DockerTracker, template: Make, action: str
+) -> None:
+    """Hold or release of a running job is InvalidStateError."""
+    job_id = await tracker.add_job(template("sleep", "100"))
+    with pytest.raises(InvalidStateError):
+        await tracker.job_control(job_id, action)
+    await tracker.job_control(job_id, "terminate")
+    await tracker.wait(job_id, timeout=30)
+
+
+async def test_unknown_action(tracker: DockerTracker, template: Make) -> None:
+    """An unknown job-control action is InvalidArgumentError."""
+    job_id = await tracker.add_job(template("true"))
+    with pytest.raises(InvalidArgumentError, match="unknown job control action"):
+        await tracker.job_control(job_id, "explode")
+    await tracker.wait(job_id, timeout=30)
+
+
+async def test_delete_running_job_refused(tracker: DockerTracker, template: Make) -> None:
+    """Deleting an unfinished job is InvalidStateError, and the job stays."""
+    job_id = await tracker.add_job(template("sleep", "100"))
+    with pytest.raises(InvalidStateError):
+        await tracker.delete_job(job_id)
+    assert await tracker.job_state(job_id) is JobState.RUNNING
+    await tracker.job_control(job_id, "terminate")
+    await tracker.wait(job_id, timeout=30)
+
+
+UNKNOWN = "0" * 64
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda t, j: t.job_state(j),
+        lambda t, j: t.job_info(j),
+        lambda t, j: t.job_template(j),
+        lambda t, j: t.job_control(j, "suspend"),
+        lambda t, j: t.wait(j, timeout=1),
+        lambda t, j: t.delete_job(j),
+        lambda t, j: t.list_array_jobs(j),
+    ],
+    ids=["job_state", "job_info", "job_template", "job_control", "wait", "delete_job",
+         "list_array_jobs"],
+)  # fmt: skip
+@pytest.mark.parametrize("job_id", [UNKNOWN, "not-an-id", "", "a" * 12])
+async def test_unknown_ids(tracker: DockerTracker, call, job_id: str) -> None:
+    """Every method raises JobNotFoundError, carrying the id, for an id that is no job here."""
+    with pytest.raises(JobNotFoundError) as err:
+        await call(tracker, job_id)
+    assert err.value.job_id == job_id
+
+
+async def test_job_of_second_tracker_seen(
+    tracker: DockerTracker, template: Make, session_name: str, labels: dict[str, str]
+) -> None:
+    """A job made by a second tracker in the same session is listed, waited on and controlled."""
+    async with DockerTracker(session_name, labels=labels) as second:
+        job_id = await second.add_job(template("sleep", "100"))
+    assert await tracker.job_state(job_id) is JobState.RUNNING
+    assert job_id in await tracker.list_jobs()
+    await tracker.job_control(job_id, "terminate")
+    assert await tracker.wait(job_id, timeout=30) is JobState.FAILED
+
+
+async def test_jobs_made_before_opening(
+    session_name: str, labels: dict[str, str], template: Make
+) -> None:
+    """Jobs made before a tracker opened are seeded with the right states."""
+    async with DockerTracker(session_name, labels=labels) as first:
+        done = await first.add_job(template("true"))
+        failed = await first.add_job(template("sh", "-c", "exit 4"))
+        running = await first.add_job(template("sleep", "100"))
+        await first.wait(done, timeout=30)
+        await first.wait(failed, timeout=30)
+    async with DockerTracker(session_name, labels=labels) as second:
+        assert await second.job_state(done) is JobState.DONE
+        assert await second.job_state(failed) is JobState.FAILED
+        assert await second.job_state(running) is JobState.RUNNING
+        await second.job_control(running, "terminate")
+        assert await second.wait(running, timeout=30) is JobState.FAILED
+
+
+async def test_go_drmaa2os_job_is_tracked(
+    tracker: DockerTracker, session_name: str, labels: dict[str, str]
+) -> None:
+    """A container labelled like the Go drmaa2os tracker makes it is listed and waited on."""
+    from aiotracker._mapping import encode_template_label
+
+    go_label = encode_template_label(
+        JobTemplate(job_category=TEST_IMAGE, remote_command="sleep", args=["0.5"])
+    )
+    cid = subprocess.run(
+        ["docker", "run", "-d", "--network", "none",
+         "--label", f"{SESSION_LABEL}={session_name}", "--label", f"drmaa2jobtemplate={go_label}",
+         *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")],
+         TEST_IMAGE, "sleep", "0.5"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert await tracker.wait(cid, timeout=30) is JobState.DONE
+    assert cid in await tracker.list_jobs()
+    assert (await tracker.job_template(cid)).args == ("0.5",)
+
+
+async def test_job_state_needs_no_engine_call(tracker: DockerTracker, template: Make) -> None:
+    """job_state of a known job is answered from the cache: no inspect is made."""
+    job_id = await tracker.add_job(template("true"))
+    await tracker.wait(job_id, timeout=30)
+    before = tracker.statistics().inspects
+    for _ in range(1000):
+        assert await tracker.job_state(job_id) is JobState.DONE
+    assert tracker.statistics().inspects == before
+
+
+async def test_hold_unsupported_is_not_raised_for_queued(
+    tracker: DockerTracker, template: Make
+) -> None:
+    """submit_as_hold makes a QUEUED_HELD job that release starts."""
+    job_id = await tracker.add_job(template("true", submit_as_hold=True))
+    assert await tracker.job_state(job_id) is JobState.QUEUED_HELD
+    await tracker.job_control(job_id, "hold")  # already held: nothing changes
+    assert await tracker.job_state(job_id) is JobState.QUEUED_HELD
+    await tracker.job_control(job_id, "release")
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    assert not issubclass(UnsupportedOperationError, InvalidStateError)
