@@ -143,12 +143,21 @@ class StateCache:
         labels: dict[str, str] | None = None,
         version_ns: int = 0,
         ever_started: bool = False,
+        output_pending: bool = False,
     ) -> tuple[Wakeups, list[Change]]:
-        """Add a job (or refresh it if known): from a list entry, an inspect or a create."""
+        """Add a job (or refresh it if known): from a list entry, an inspect or a create.
+
+        ``output_pending``: a new job's output is still to be written (recovered after a
+        reopen); a terminal state is held back, the job reading RUNNING until ``output_done``.
+        """
         out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is None:
             job = Job(job_id, state, version_ns=version_ns, ever_started=ever_started)
+            if output_pending:
+                job.output_pending = True
+                if state in TERMINAL:
+                    job.state, job.final = JobState.RUNNING, state
             if labels and ARRAY_LABEL in labels:
                 job.array_id = labels[ARRAY_LABEL]
                 job.index = _int(labels.get(ARRAY_INDEX_LABEL))

@@ -11,11 +11,13 @@ own pool of 100 blocks every call once 100 streams are open).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import IO, Any, NoReturn
@@ -149,7 +151,9 @@ def resolve_url(docker_url: str | None) -> str:
     return "unix:///var/run/docker.sock"
 
 
-OutputSink = Callable[[bytes], None]
+# Reads the next frame of a job's output: (1 stdout | 2 stderr, bytes), or None at the end.
+OutputReader = Callable[[], Awaitable[tuple[int, bytes] | None]]
+_FRAME = struct.Struct(">BxxxL")  # the engine's multiplexed stream header
 
 
 class DockerClient:
@@ -389,9 +393,7 @@ class DockerClient:
     # -- output and input ------------------------------------------------------------
 
     @asynccontextmanager
-    async def attach_output(
-        self, cid: str, *, logs: bool = False
-    ) -> AsyncIterator[Callable[[], Any]]:
+    async def attach_output(self, cid: str, *, logs: bool = False) -> AsyncIterator[OutputReader]:
         """Attach to stdout and stderr (before start); yields ``read`` -> (stream, bytes) | None.
 
         Binary-safe and streams kept apart (1 stdout, 2 stderr), in order of arrival; nothing is
@@ -415,6 +417,35 @@ class DockerClient:
             yield stream.read_out
         finally:
             await stream.close()
+
+    @asynccontextmanager
+    async def read_logs(self, cid: str) -> AsyncIterator[OutputReader]:
+        """What the log driver kept of a finished job: yields ``read`` like ``attach_output``.
+
+        Raw ``GET /logs`` demultiplexed here, binary-safe with the ``local`` driver jobs use
+        (aiodocker's ``log()`` decodes text and drops bytes).
+        """
+        params = {"stdout": "1", "stderr": "1", "follow": "0"}
+        try:
+            async with self.streams._query(
+                f"containers/{cid}/logs", params=params, timeout=aiohttp.ClientTimeout()
+            ) as resp:
+                content = resp.content
+
+                async def read() -> tuple[int, bytes] | None:
+                    try:
+                        header = await content.readexactly(8)
+                    except asyncio.IncompleteReadError:
+                        return None
+                    stream, size = _FRAME.unpack(header)
+                    return stream, await content.readexactly(size)
+
+                try:
+                    yield read
+                finally:
+                    resp.close()
+        except _ENGINE_ERRORS as exc:
+            raise translate(exc, what="logs", job_id=cid) from exc
 
     async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
         """Attach to stdin, write all of ``source`` and close it (the job sees end of file)."""

@@ -1,12 +1,12 @@
-"""Local output files of a job: where stdout and stderr go, opened only when needed.
+"""Local output files of a job: where stdout and stderr go, and how they are written.
 
-Files are opened on the first byte (or at the end, for an empty stream), so a job that never
-starts leaves no file behind. ``/dev/stdout`` and ``/dev/stderr`` write to this process's
-own streams, which are flushed but never closed.
+``/dev/stdout`` and ``/dev/stderr`` write to this process's own streams, which are flushed but
+never closed. Everything here is synchronous file work on local paths.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -86,36 +86,67 @@ def plan_output(template: JobTemplate, cwd: str) -> OutputPlan:
     return OutputPlan(out, err)
 
 
+PARTIAL_SUFFIX = ".aiotracker-partial"
+
+
+def partial_path(path: str) -> str:
+    return path + PARTIAL_SUFFIX
+
+
+def has_partial(plan: OutputPlan) -> bool:
+    """True if a copy of this plan was interrupted (a tracker closed while the job ran)."""
+    return any(
+        path and path not in _STD_STREAMS and os.path.exists(partial_path(path))
+        for path in (plan.stdout, plan.stderr)
+    )
+
+
 class OutputFiles:
-    """The open files of one job's output; ``write(stream, data)``, then ``close()``."""
+    """The files of one job's output, written atomically.
+
+    Bytes go to ``<path>.aiotracker-partial``, renamed to ``<path>`` by ``finish()`` once the
+    job's output is complete: a reader of ``output_path`` never sees half of it. A copy cut
+    short (``close()``) leaves the partial file behind, which tells a tracker that opens later
+    to recover the output from the engine's log; ``abort()`` (the job never started) removes it.
+    """
 
     def __init__(self, plan: OutputPlan) -> None:
         self._plan = plan
         self._files: dict[str, IO[bytes]] = {}
 
-    def _file(self, path: str) -> IO[bytes]:
-        f = self._files.get(path)
-        if f is None:
-            f = _std_stream(path) if path in _STD_STREAMS else open(path, "wb")  # noqa: SIM115
-            self._files[path] = f
-        return f
+    def open(self) -> None:
+        """Create the partial files now, so that an interrupted copy is always visible."""
+        for path in (self._plan.stdout, self._plan.stderr):
+            if path and path not in self._files:
+                if path in _STD_STREAMS:
+                    self._files[path] = _std_stream(path)
+                else:
+                    self._files[path] = open(partial_path(path), "wb")  # noqa: SIM115
 
     def write(self, stream: int, data: bytes) -> None:
         path = self._plan.stdout if stream == 1 else self._plan.stderr
         if path:
-            self._file(path).write(data)
+            self._files[path].write(data)
 
     def finish(self) -> None:
-        """Create the files of streams that stayed empty, then flush and close all."""
-        for path in (self._plan.stdout, self._plan.stderr):
-            if path:
-                self._file(path)
-        self.close()
+        """The output is complete: close the files and move them into place."""
+        for path in self.close():
+            os.replace(partial_path(path), path)
 
-    def close(self) -> None:
+    def abort(self) -> None:
+        """The job never ran: close and remove the partial files."""
+        for path in self.close():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial_path(path))
+
+    def close(self) -> list[str]:
+        """Close (flush the std streams); returns the paths of the partial files closed."""
         files, self._files = self._files, {}
+        closed = []
         for path, f in files.items():
             if path in _STD_STREAMS:
                 f.flush()
             else:
                 f.close()
+                closed.append(path)
+        return closed

@@ -19,11 +19,11 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import anyio
 import anyio.abc
@@ -59,14 +59,25 @@ from ._mapping import (
     validate_job_name,
 )
 from ._model import JobControlAction, JobInfo, JobState, JobTemplate
-from ._output import OutputFiles, OutputPlan, check_input_path, check_stage_in, plan_output
+from ._output import (
+    OutputFiles,
+    OutputPlan,
+    check_input_path,
+    check_stage_in,
+    has_partial,
+    plan_output,
+)
 from ._records import ContainerDetails, ContainerEvent
 
 log = logging.getLogger("aiotracker")
 
 T = TypeVar("T")
+_Source = Literal["attach", "replay", "logs"]
 
 _DEDUPE_WINDOW = 1024
+
+# DRMAA2's parametric index placeholder: replaced by the task index in an array task's paths.
+INDEX_PLACEHOLDER = "$DRMAA2_INDEX$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,15 +414,17 @@ class DockerTracker:
             if state is None:
                 unknown.append(s.container_id)
                 continue
+            recovery = self._output_recovery(state, s.labels)
             self._apply(
                 self._cache.add(
                     s.container_id, state, labels=dict(s.labels), version_ns=version_ns,
-                    ever_started=s.state != "created",
+                    ever_started=s.state != "created", output_pending=recovery is not None,
                 )
             )  # fmt: skip
+            if recovery is not None:
+                self._spawn_background(self._copy_output_soon, s.container_id, *recovery)
         await self._inspect_many(unknown)
-        # Arrays found at opening are this tracker's to launch; their running jobs' output
-        # streams are re-attached (the log driver replays what was written so far).
+        # Arrays found at opening are this tracker's to launch.
         for s in summaries:
             array_id = s.labels.get(ARRAY_LABEL)
             if array_id and array_id not in self._arrays and MANAGED_LABEL in s.labels:
@@ -420,9 +433,26 @@ class DockerTracker:
                     int(s.labels.get(ARRAY_SIZE_LABEL, "0") or 0),
                     int(s.labels.get(ARRAY_MAX_PARALLEL_LABEL, "0") or 0),
                 )
-            job = self._cache.get(s.container_id)
-            if job is not None and job.state in ACTIVE and MANAGED_LABEL in s.labels:
-                self._reattach(s.container_id, s.labels.get(TEMPLATE_LABEL, ""))
+
+    def _output_recovery(
+        self, state: JobState, labels: Mapping[str, str]
+    ) -> tuple[OutputPlan, _Source] | None:
+        """At opening: a running job's output is resumed (replaying the log); a finished job's
+        is rewritten from the log if its copy was interrupted (a partial file is left)."""
+        label = labels.get(TEMPLATE_LABEL)
+        if MANAGED_LABEL not in labels or not label:
+            return None
+        try:
+            plan = plan_output(decode_template_label(label), os.getcwd())
+        except InvalidArgumentError:
+            return None  # its paths are not writable from here: nothing to recover into
+        if not plan.wanted:
+            return None
+        if state in ACTIVE:
+            return plan, "replay"
+        if state in TERMINAL and has_partial(plan):
+            return plan, "logs"
+        return None
 
     async def _inspect_many(self, job_ids: list[str]) -> None:
         async def one(job_id: str) -> None:
@@ -557,9 +587,15 @@ class DockerTracker:
     ) -> tuple[OutputPlan, dict[str, Any], str]:
         cwd = os.getcwd()
         if array_task is not None:
+            # Each task: its own TASK_ID and name, and DRMAA2's index placeholder in its paths.
             env = {**template.job_environment, "TASK_ID": str(index)}
             template = template.replace(
-                job_environment=env, job_name=task_name(template.job_name, index)
+                job_environment=env,
+                job_name=task_name(template.job_name, index),
+                **{
+                    field: getattr(template, field).replace(INDEX_PLACEHOLDER, str(index))
+                    for field in ("output_path", "error_path", "input_path")
+                },
             )
         config = create_config(
             self.job_session, template, cwd=cwd, labels=self._labels,
@@ -614,7 +650,7 @@ class DockerTracker:
         tg = self._check_open()
         started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if plan.wanted:
-            await tg.start(self._copy_output, job_id, plan, started)
+            await tg.start(self._copy_output, job_id, plan, "attach", started)
         if template.input_path:
             path = check_input_path(template.input_path, os.getcwd())
             tg.start_soon(self._feed_input, job_id, path)
@@ -633,10 +669,15 @@ class DockerTracker:
         self._apply(self._cache.mark_started(job_id))
 
     async def _copy_output(
-        self, job_id: str, plan: OutputPlan, job_started: asyncio.Future[bool] | None,
+        self, job_id: str, plan: OutputPlan, source: _Source,
+        job_started: asyncio.Future[bool] | None,
         *, task_status: anyio.abc.TaskStatus[None],
     ) -> None:  # fmt: skip
-        """Copy the job's output to its files until the job ends; None: replay the log."""
+        """Copy the job's output to its files until the job ends.
+
+        ``source``: "attach" before a start; "replay" (attach with the log so far) for a job
+        found running when the tracker opened; "logs" for one that finished meanwhile.
+        """
         files = OutputFiles(plan)
         self._cache.begin_output(job_id)
         self._tasks += 1
@@ -645,14 +686,21 @@ class DockerTracker:
             with anyio.CancelScope() as scope:
                 self._copiers[job_id] = scope
                 # An attach that fails raises out of tg.start(): the job is not started.
-                async with self._client.attach_output(job_id, logs=job_started is None) as read:
+                if source == "logs":
+                    reader = self._client.read_logs(job_id)
+                else:
+                    reader = self._client.attach_output(job_id, logs=source == "replay")
+                async with reader as read:
+                    files.open()
                     task_status.started()
                     attached = True
-                    while (message := await read()) is not None:
-                        files.write(message.stream, message.data)
-                # A start that fails also ends the stream: then no file is made.
+                    while (frame := await read()) is not None:
+                        files.write(frame[0], frame[1])
+                # A start that fails also ends the stream: then no file is left.
                 if job_started is None or await job_started:
                     files.finish()
+                else:
+                    files.abort()
         except TrackerError as exc:
             if not attached:
                 raise
@@ -671,22 +719,13 @@ class DockerTracker:
         except TrackerError as exc:
             log.warning("stdin of job %s not fed: %s", job_id, exc)
 
-    def _reattach(self, job_id: str, template_label: str) -> None:
-        """Re-open the output of a running job after a reopen, replaying the log."""
-        if not template_label or self._tg is None:
-            return
-        try:
-            template = decode_template_label(template_label)
-            plan = plan_output(template, os.getcwd())
-        except InvalidArgumentError:
-            return
-        if plan.wanted and job_id not in self._copiers:
-            self._tg.start_soon(self._copy_output_soon, job_id, plan)
-
-    async def _copy_output_soon(self, job_id: str, plan: OutputPlan) -> None:
+    async def _copy_output_soon(self, job_id: str, plan: OutputPlan, source: _Source) -> None:
         tg = self._check_open()
-        with contextlib.suppress(TrackerError):
-            await tg.start(self._copy_output, job_id, plan, None)
+        try:
+            await tg.start(self._copy_output, job_id, plan, source, None)
+        except TrackerError as exc:
+            log.warning("output of job %s not recovered: %s", job_id, exc)
+            self._apply(self._cache.output_done(job_id))
 
     async def _start_released(self, job_id: str, template: JobTemplate, plan: OutputPlan) -> None:
         await self._start(job_id, template, plan, remove_on_failure=False)
@@ -965,13 +1004,17 @@ class DockerTracker:
         """
         act = _action(action)
         ids = await self.list_array_jobs(array_id)
-        if act is JobControlAction.TERMINATE:
-            ids.sort(key=lambda j: self._cache.require(j).ever_started)
-        for job_id in ids:
-            try:
-                await self.job_control(job_id, act)
-            except (InvalidStateError, JobNotFoundError):
-                continue
+        array = self._arrays.get(array_id)
+        # One hold of the launcher's lock for the whole array: a task killed here wakes the
+        # launcher, which must not start the next queued task before it is terminated too.
+        async with array.lock if array is not None else contextlib.nullcontext():
+            if act is JobControlAction.TERMINATE:
+                ids.sort(key=lambda j: self._cache.require(j).ever_started)
+            for job_id in ids:
+                try:
+                    await self._control(job_id, act)
+                except (InvalidStateError, JobNotFoundError):
+                    continue
 
     async def wait_array(
         self, array_id: str, *states: JobState, timeout: float | None = None

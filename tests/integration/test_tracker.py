@@ -476,3 +476,30 @@ async def test_hold_unsupported_is_not_raised_for_queued(
     await tracker.job_control(job_id, "release")
     assert await tracker.wait(job_id, timeout=30) is JobState.DONE
     assert not issubclass(UnsupportedOperationError, InvalidStateError)
+
+
+async def test_output_never_half_written_and_recovered_on_reopen(
+    session_name: str, labels: dict[str, str], template: Make, tmp_path: Path
+) -> None:
+    """A tracker closed mid-job leaves no half output file; the next one completes it from the log."""
+    early, late = tmp_path / "early", tmp_path / "late"
+    async with DockerTracker(session_name, labels=labels) as first:
+        ends_while_closed = await first.add_job(
+            template("sh", "-c", "echo a; sleep 1; printf 'b\\0\\377'", output_path=str(early))
+        )
+        runs_past_reopen = await first.add_job(
+            template(
+                "sh", "-c", "echo c; sleep 4; echo d >&2", output_path=str(late), join_files=True
+            )
+        )
+        await asyncio.sleep(0.5)
+    assert not early.exists()
+    assert not late.exists()
+    assert Path(str(early) + ".aiotracker-partial").exists()
+    await asyncio.sleep(1.5)
+    async with DockerTracker(session_name, labels=labels) as second:
+        assert await second.wait(ends_while_closed, timeout=30) is JobState.DONE
+        assert early.read_bytes() == b"a\nb\0\377"
+        assert await second.wait(runs_past_reopen, timeout=30) is JobState.DONE
+        assert late.read_bytes() == b"c\nd\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["early", "late"]
