@@ -24,7 +24,9 @@ from tests.integration.test_tracker import session_containers
 Make = Callable[..., JobTemplate]
 
 # The task's own clock: /proc/uptime is the host's (not namespaced), 10 ms resolution.
-TIMED = 'read s _ < /proc/uptime; echo "start $s"; sleep {secs}; read e _ < /proc/uptime; echo "end $e"'
+TIMED = (
+    'read s _ < /proc/uptime; echo "start $s"; sleep {secs}; read e _ < /proc/uptime; echo "end $e"'
+)
 
 
 def read_times(path: Path) -> tuple[float, float]:
@@ -234,7 +236,7 @@ async def test_terminate_held_task(tracker: DockerTracker, template: Make) -> No
 async def test_reopen_resumes_array(
     session_name: str, labels: dict[str, str], template: Make, tmp_path: Path
 ) -> None:
-    """Close while an array (10 tasks, max 2) is half done, reopen: same ids, holds kept, resumed."""
+    """Close with an array (10 tasks, max 2) half done, reopen: same ids, holds kept, resumed."""
     t = template("sh", "-c", TIMED.format(secs="1"), output_path=str(tmp_path / "$DRMAA2_INDEX$"))
     async with DockerTracker(session_name, labels=labels) as first:
         array_id = await first.add_array_job(t, 1, 10, max_parallel=2)

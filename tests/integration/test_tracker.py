@@ -481,7 +481,7 @@ async def test_hold_unsupported_is_not_raised_for_queued(
 async def test_output_never_half_written_and_recovered_on_reopen(
     session_name: str, labels: dict[str, str], template: Make, tmp_path: Path
 ) -> None:
-    """A tracker closed mid-job leaves no half output file; the next one completes it from the log."""
+    """A tracker closed mid-job leaves no half output file; the next completes it from the log."""
     early, late = tmp_path / "early", tmp_path / "late"
     async with DockerTracker(session_name, labels=labels) as first:
         ends_while_closed = await first.add_job(
