@@ -34,11 +34,16 @@ def check_output_path(what: str, path: str, cwd: str) -> str:
         raise InvalidArgumentError(f"{what} {path!r}: directory {parent!r} does not exist")
     if os.path.isdir(absolute):
         raise InvalidArgumentError(f"{what} {path!r} is a directory")
-    if os.path.exists(absolute):
-        if not os.access(absolute, os.W_OK):
-            raise InvalidArgumentError(f"{what} {path!r} is not writable")
-    elif not os.access(parent, os.W_OK | os.X_OK):
-        raise InvalidArgumentError(f"{what} {path!r}: directory {parent!r} is not writable")
+    # Try for real: permission bits do not stop root, but a read-only or special file system
+    # does. The file goes in as <path>.aiotracker-partial, then is renamed over <path>.
+    probe = f"{absolute}.aiotracker-probe-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.unlink(probe)
+        if os.path.exists(absolute) and not os.access(absolute, os.W_OK):
+            raise PermissionError(absolute)
+    except OSError as exc:
+        raise InvalidArgumentError(f"{what} {path!r} is not writable: {exc.strerror}") from exc
     return absolute
 
 

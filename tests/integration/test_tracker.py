@@ -503,3 +503,39 @@ async def test_output_never_half_written_and_recovered_on_reopen(
         assert await second.wait(runs_past_reopen, timeout=30) is JobState.DONE
         assert late.read_bytes() == b"c\nd\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["early", "late"]
+
+
+async def test_large_output_not_held_in_memory(
+    tracker: DockerTracker, template: Make, tmp_path: Path
+) -> None:
+    """100 MB of output streams to the file; the tracker's allocations stay far below that."""
+    import tracemalloc
+
+    out = tmp_path / "big"
+    tracemalloc.start()
+    try:
+        job_id = await tracker.add_job(
+            template("sh", "-c", "head -c 104857600 /dev/zero", output_path=str(out))
+        )
+        assert await tracker.wait(job_id, timeout=120) is JobState.DONE
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.stat().st_size == 100 << 20
+    assert peak < 16 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [("/nonexistent-dir/out", "does not exist"), ("/proc/aiotracker-out", "not writable"),
+     ("/tmp", "is a directory")],
+)  # fmt: skip
+async def test_bad_output_path(
+    tracker: DockerTracker, template: Make, session_name: str, path: str, reason: str
+) -> None:
+    """An output path that cannot be written is InvalidArgumentError before anything is made."""
+    with pytest.raises(InvalidArgumentError, match=reason):
+        await tracker.add_job(template("true", output_path=path))
+    with pytest.raises(InvalidArgumentError, match=reason):
+        await tracker.add_job(template("true", error_path=path))
+    assert session_containers(session_name) == []
