@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import posixpath
 import re
-import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,7 +40,7 @@ LABEL_FORMAT_VERSION = "1"
 HELD_SUFFIX = ".aiotracker-held"
 TERMINATED_SUFFIX = ".aiotracker-terminated"
 
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 def base_name(name: str) -> str:
@@ -62,7 +62,7 @@ def is_terminated_name(name: str) -> bool:
 
 def validate_job_name(name: str) -> None:
     """A job name becomes the container name: Docker's name rules apply."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidArgumentError(
             f"job_name {name!r} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
         )
@@ -111,24 +111,31 @@ _TIME_FIELDS = frozenset({"start_time", "deadline_time"})
 
 
 def _format_go_time(value: datetime | None) -> str:
+    """RFC 3339 as Go's time.MarshalJSON writes it: UTC, "Z", no trailing zeros in the fraction."""
     if value is None:
         return _GO_ZERO_TIME
     if value.tzinfo is None:
         raise InvalidArgumentError(f"time {value!r} has no time zone")
-    text = value.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
+    utc = value.astimezone(UTC)
+    fraction = f".{utc.microsecond:06d}".rstrip("0") if utc.microsecond else ""
+    return f"{utc.replace(microsecond=0, tzinfo=None).isoformat()}{fraction}Z"
 
 
 def parse_go_time(text: str | None) -> datetime | None:
     """Parse Docker's/Go's RFC 3339 (nano) time; Go's zero time and empty text are None."""
     if not text or text.startswith("0001-01-01"):
         return None
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", text)
+    m = re.fullmatch(
+        r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text, re.ASCII
+    )
     if m is None:
         raise InvalidArgumentError(f"cannot parse time {text!r}")
     whole, frac, zone = m.groups()
     micro = (frac or "").ljust(6, "0")[:6]
-    parsed = datetime.fromisoformat(f"{whole}.{micro}{'+00:00' if zone == 'Z' else zone}")
+    try:
+        parsed = datetime.fromisoformat(f"{whole}.{micro}{'+00:00' if zone == 'Z' else zone}")
+    except ValueError:  # well formed, but no such day or hour
+        raise InvalidArgumentError(f"cannot parse time {text!r}") from None
     return parsed.astimezone(UTC)
 
 
@@ -152,21 +159,66 @@ def template_to_json(template: JobTemplate) -> dict[str, Any]:
     return out
 
 
+_DEFAULTS = JobTemplate()
+
+
+def _json_value(attr: str, key: str, value: Any) -> Any:
+    """One field of the label, checked against the type of the template's field."""
+    default = getattr(_DEFAULTS, attr)
+    if attr in _TIME_FIELDS:
+        ok = isinstance(value, str)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif isinstance(default, Mapping):
+        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    elif isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise InvalidArgumentError(f"the job template label has a malformed {key!r}")
+    if attr in _TIME_FIELDS:
+        try:
+            return parse_go_time(value)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(
+                f"the job template label has a malformed {key!r}: {exc}"
+            ) from exc
+    return value
+
+
 def template_from_json(data: Mapping[str, Any]) -> JobTemplate:
-    """Inverse of ``template_to_json``; unknown keys are ignored (newer drmaa2interface)."""
+    """Inverse of ``template_to_json``; unknown keys are ignored (newer drmaa2interface).
+
+    Raises ``InvalidArgumentError`` when a known key holds a value of the wrong JSON type.
+    """
     kwargs: dict[str, Any] = {}
     for attr, key in _JSON_FIELDS:
-        if key not in data or data[key] is None:
-            continue
-        value = data[key]
-        kwargs[attr] = parse_go_time(value) if attr in _TIME_FIELDS else value
+        if data.get(key) is not None:  # null (a nil list or map from some writer) is unset
+            kwargs[attr] = _json_value(attr, key, data[key])
     extension = data.get("extension") or {}
-    kwargs["extensions"] = dict(extension.get("extensionList") or {})
+    if not isinstance(extension, dict):
+        raise InvalidArgumentError("the job template label has a malformed 'extension'")
+    kwargs["extensions"] = _json_value(
+        "extensions", "extensionList", extension.get("extensionList") or {}
+    )
     return JobTemplate(**kwargs)
 
 
+# json.Marshal escapes these even inside strings; doing the same keeps labels byte-identical.
+_GO_ESCAPES = {
+    "<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029",
+}  # fmt: skip
+
+
 def encode_template_label(template: JobTemplate) -> str:
+    """The ``drmaa2jobtemplate`` label: the bytes drmaa2os writes for the same template."""
     raw = json.dumps(template_to_json(template), separators=(",", ":"), ensure_ascii=False)
+    for char, escape in _GO_ESCAPES.items():
+        # These characters occur only inside JSON strings, where the escape means the same.
+        raw = raw.replace(char, escape)
     return base64.b64encode(raw.encode()).decode("ascii")
 
 
@@ -183,21 +235,28 @@ def decode_template_label(value: str) -> JobTemplate:
 
 # -- template -> create config ---------------------------------------------------------------
 
-# Docker image references (distribution/reference grammar), or an image id.
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?"
+# Docker image references (distribution/reference grammar), or an image id. ASCII only, and
+# matched whole: ``$`` would also accept a trailing newline.
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 _REFERENCE_RE = re.compile(
-    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?$"
+    rf"(?P<name>(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)(?::{_TAG})?(?:@{_DIGEST})?"
 )
-_IMAGE_ID_RE = re.compile(r"^(?:sha256:)?[0-9a-f]{64}$")
+_IMAGE_ID_RE = re.compile(r"(?:sha256:)?[0-9a-f]{64}")
+_NAME_MAX = 255  # distribution's limit on the repository name (domain and path, no tag)
 
 
 def validate_image_reference(image: str) -> None:
+    """``name[:tag][@digest]`` with an optional ``registry[:port]/`` prefix, or an image id."""
     if not image:
         raise InvalidArgumentError("job_category must name the container image")
-    if len(image) > 255 or not (_REFERENCE_RE.match(image) or _IMAGE_ID_RE.match(image)):
+    if _IMAGE_ID_RE.fullmatch(image):
+        return
+    m = _REFERENCE_RE.fullmatch(image)
+    if m is None or len(m["name"]) > _NAME_MAX:
         raise InvalidArgumentError(f"job_category {image!r} is not a valid image reference")
 
 
@@ -211,7 +270,7 @@ _PROTOS = frozenset({"tcp", "udp", "sctp"})
 
 
 def _port_range(text: str, what: str, spec: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", text)
+    m = re.fullmatch(r"([0-9]{1,5})(?:-([0-9]{1,5}))?", text)
     if m is None:
         raise InvalidArgumentError(f"exposedPorts: invalid {what} port {text!r} in {spec!r}")
     start = int(m.group(1))
@@ -225,56 +284,52 @@ def parse_port_spec(spec: str) -> list[tuple[str, PortBinding]]:
     """One port spec as ``docker run -p`` (nat.ParsePortSpec): ``[[ip:]host:]container[/proto]``.
 
     Returns (container port key such as ``"80/tcp"``, binding) pairs, one per port of a range.
+    As in Docker, a host range for a single container port stays a range (``"8000-8010"``):
+    the engine picks a free port from it. An IPv6 address may be bracketed or bare.
     """
     spec = spec.strip()
     if not spec:
         raise InvalidArgumentError("exposedPorts: empty port spec")
     raw, _, proto = spec.partition("/")
-    proto = proto or "tcp"
-    if proto.lower() not in _PROTOS:
+    proto = (proto or "tcp").lower()
+    if proto not in _PROTOS:
         raise InvalidArgumentError(f"exposedPorts: invalid protocol {proto!r} in {spec!r}")
-    proto = proto.lower()
-    ip = ""
-    if raw.startswith("["):  # [v6]:host:container
-        end = raw.find("]")
-        if end < 0 or raw[end + 1 : end + 2] != ":":
-            raise InvalidArgumentError(f"exposedPorts: invalid IPv6 address in {spec!r}")
-        ip, raw = raw[1:end], raw[end + 2 :]
-        parts = raw.split(":")
-        if len(parts) != 2:
-            raise InvalidArgumentError(f"exposedPorts: invalid port spec {spec!r}")
-        parts = [ip, *parts]
-    else:
-        parts = raw.split(":")
-    if len(parts) == 1:
-        host, container = "", parts[0]
-    elif len(parts) == 2:
-        host, container = parts
-    elif len(parts) == 3:
-        ip, host, container = parts
-        if ip and not re.fullmatch(r"[0-9A-Fa-f.:]+", ip):
-            raise InvalidArgumentError(f"exposedPorts: invalid host IP {ip!r} in {spec!r}")
-    else:
-        raise InvalidArgumentError(f"exposedPorts: invalid port spec {spec!r}")
+    parts = raw.split(":")
+    container = parts[-1]
+    ip, host = (":".join(parts[:-2]), parts[-2]) if len(parts) > 1 else ("", "")
+    if ip.startswith("[") and ip.endswith("]"):
+        ip = ip[1:-1]
+    if ip:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"exposedPorts: invalid host IP {ip!r} in {spec!r}"
+            ) from None
     c_start, c_end = _port_range(container, "container", spec)
+    h_start = h_end = 0
     if host:
         h_start, h_end = _port_range(host, "host", spec)
-        single_host = h_start == h_end
-        if not single_host and (h_end - h_start) != (c_end - c_start):
-            raise InvalidArgumentError(f"exposedPorts: host and container ranges differ in {spec!r}")
+        if c_start != c_end and (h_end - h_start) != (c_end - c_start):
+            raise InvalidArgumentError(
+                f"exposedPorts: host and container ranges differ in {spec!r}"
+            )
     out: list[tuple[str, PortBinding]] = []
     for i, port in enumerate(range(c_start, c_end + 1)):
         if not host:
             host_port = ""
-        elif h_start == h_end:
-            host_port = str(h_start) if c_start == c_end else f"{h_start}"
+        elif c_start == c_end and h_start != h_end:
+            host_port = f"{h_start}-{h_end}"
         else:
             host_port = str(h_start + i)
         out.append((f"{port}/{proto}", PortBinding(ip, host_port)))
     return out
 
 
-def parse_port_specs(value: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, str]]]]:
+PortMaps = tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, str]]]]
+
+
+def parse_port_specs(value: str) -> PortMaps:
     """Comma-separated port specs -> (ExposedPorts, PortBindings)."""
     exposed: dict[str, dict[str, Any]] = {}
     bindings: dict[str, list[dict[str, str]]] = {}
@@ -291,11 +346,11 @@ _RAM_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p"
 
 
 def parse_ram_in_bytes(text: str, what: str) -> int:
-    """go-units RAMInBytes: ``64m``, ``1.5g``, ``512``, ``128MiB`` (binary multiples)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]?)(?:[iI]?[bB])?\s*", text)
+    """go-units RAMInBytes: ``64m``, ``1.5g``, ``512``, ``512b``, ``128MiB`` (binary multiples)."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?) ?(?:([kmgtp])(?:i?b)?|b)?\s*", text, re.IGNORECASE)
     if m is None:
         raise InvalidArgumentError(f"{what}: cannot parse size {text!r}")
-    size = int(float(m.group(1)) * _RAM_UNITS[m.group(2).lower()])
+    size = int(float(m.group(1)) * _RAM_UNITS[(m.group(2) or "").lower()])
     if size <= 0:
         raise InvalidArgumentError(f"{what}: size must be positive, got {text!r}")
     return size
@@ -308,36 +363,37 @@ _ULIMIT_NAMES = frozenset(
 
 
 def parse_ulimit(text: str) -> dict[str, Any]:
-    """go-units ParseUlimit: ``name=soft[:hard]``."""
+    """go-units ParseUlimit: ``name=soft[:hard]``; -1 is unlimited, a missing hard is soft."""
     name, sep, limits = text.strip().partition("=")
     if not sep or name not in _ULIMIT_NAMES:
         raise InvalidArgumentError(f"ulimit: invalid ulimit {text!r} (name=soft[:hard])")
-    soft_text, _, hard_text = limits.partition(":")
-    try:
-        soft = int(soft_text)
-        hard = int(hard_text) if hard_text else soft
-    except ValueError:
-        raise InvalidArgumentError(f"ulimit: limits of {text!r} are not integers") from None
-    if soft > hard:
+    m = re.fullmatch(r"(-?[0-9]+)(?::(-?[0-9]+))?", limits)
+    if m is None:
+        raise InvalidArgumentError(f"ulimit: limits of {text!r} are not integers")
+    soft = int(m.group(1))
+    hard = int(m.group(2)) if m.group(2) else soft
+    # An unlimited hard limit allows any soft one; below a finite hard limit, soft is finite.
+    if hard != -1 and (soft == -1 or soft > hard):
         raise InvalidArgumentError(f"ulimit: soft limit above hard limit in {text!r}")
     return {"Name": name, "Soft": soft, "Hard": hard}
 
 
 def _parse_bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
+    lowered = value.lower()
     if lowered not in ("true", "false"):
         raise InvalidArgumentError(f"extension {name!r} takes 'true' or 'false', got {value!r}")
     return lowered == "true"
 
 
-_RESTART_RE = re.compile(r"^(?:no|always|unless-stopped|on-failure(?::\d+)?)$")
+_RESTART_RE = re.compile(r"no|always|unless-stopped|on-failure(?::[0-9]+)?")
+_CONTAINER_REF = r"container:[a-zA-Z0-9][a-zA-Z0-9_.-]*"
 _NS_RE = {
-    "ipc": re.compile(r"^(?:none|private|shareable|host|container:[a-zA-Z0-9][a-zA-Z0-9_.-]*)$"),
-    "pid": re.compile(r"^(?:host|container:[a-zA-Z0-9][a-zA-Z0-9_.-]*)$"),
-    "uts": re.compile(r"^host$"),
-    "net": re.compile(r"^(?:none|host|bridge|default|container:[a-zA-Z0-9][a-zA-Z0-9_.-]*|[a-zA-Z0-9][a-zA-Z0-9_.-]*)$"),
-}  # fmt: skip
-_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
+    "ipc": re.compile(rf"none|private|shareable|host|{_CONTAINER_REF}"),
+    "pid": re.compile(rf"host|{_CONTAINER_REF}"),
+    "uts": re.compile(r"host"),
+    "net": re.compile(rf"none|host|bridge|default|{_CONTAINER_REF}|[a-zA-Z0-9][a-zA-Z0-9_.-]*"),
+}
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?")
 
 KNOWN_EXTENSIONS = frozenset(
     {"user", "exposedPorts", "entrypoint", "net", "privileged", "restart", "ipc", "uts", "pid",
@@ -346,7 +402,7 @@ KNOWN_EXTENSIONS = frozenset(
 
 
 def _apply_extensions(
-    extensions: Mapping[str, str], config: dict[str, Any], host: dict[str, Any]
+    extensions: Mapping[str, object], config: dict[str, Any], host: dict[str, Any]
 ) -> None:
     unknown = sorted(set(extensions) - KNOWN_EXTENSIONS)
     if unknown:
@@ -354,10 +410,12 @@ def _apply_extensions(
             f"unknown extension {unknown[0]!r}; known: {', '.join(sorted(KNOWN_EXTENSIONS))}"
         )
     for name, value in extensions.items():
+        if not isinstance(value, str):
+            raise InvalidArgumentError(f"extension {name!r} must be a string, got {value!r}")
         if "\x00" in value:
             raise InvalidArgumentError(f"extension {name!r} contains a NUL byte")
         if name == "user":
-            if not _USER_RE.match(value):
+            if not _USER_RE.fullmatch(value):
                 raise InvalidArgumentError(f"extension 'user': invalid user {value!r}")
             config["User"] = value
         elif name == "exposedPorts":
@@ -370,28 +428,31 @@ def _apply_extensions(
                 raise InvalidArgumentError("extension 'entrypoint' is empty")
             config["Entrypoint"] = words
         elif name in _NS_RE:
-            if not _NS_RE[name].match(value):
+            if not _NS_RE[name].fullmatch(value):
                 raise InvalidArgumentError(f"extension {name!r}: invalid mode {value!r}")
             key = {"net": "NetworkMode", "ipc": "IpcMode", "pid": "PidMode", "uts": "UTSMode"}
             host[key[name]] = value
         elif name == "privileged":
             host["Privileged"] = _parse_bool(name, value)
         elif name == "restart":
-            if not _RESTART_RE.match(value):
+            if not _RESTART_RE.fullmatch(value):
                 raise InvalidArgumentError(
                     f"extension 'restart': {value!r} is not no|always|unless-stopped|on-failure[:N]"
                 )
-            policy, _, count = value.partition(":")
-            host["RestartPolicy"] = {"Name": policy, "MaximumRetryCount": int(count or 0)}
+            policy, _, retries = value.partition(":")
+            host["RestartPolicy"] = {"Name": policy, "MaximumRetryCount": int(retries or 0)}
         elif name == "rm":
             host["AutoRemove"] = _parse_bool(name, value)
         elif name == "gpus":
+            # str.isdigit() would let "²" through to int(); only ASCII digits are a count.
             if value == "all":
                 count = -1
-            elif value.isdigit() and int(value) > 0:
+            elif re.fullmatch(r"[0-9]+", value) and int(value) > 0:
                 count = int(value)
             else:
-                raise InvalidArgumentError(f"extension 'gpus' must be 'all' or a number, got {value!r}")
+                raise InvalidArgumentError(
+                    f"extension 'gpus' must be 'all' or a number, got {value!r}"
+                )
             host["DeviceRequests"] = [
                 {"Driver": "nvidia", "Count": count, "Capabilities": [["gpu"]]}
             ]
@@ -399,6 +460,10 @@ def _apply_extensions(
             host["ShmSize"] = parse_ram_in_bytes(value, "extension 'shm-size'")
         elif name == "ulimit":
             host["Ulimits"] = [parse_ulimit(u) for u in value.split(",")]
+    policy = host.get("RestartPolicy", {}).get("Name", "no")
+    if host.get("AutoRemove") and policy != "no":
+        # The engine refuses this pair at create; say so before anything is made.
+        raise InvalidArgumentError(f"extension 'rm' cannot be combined with restart {policy!r}")
 
 
 def _check_text(what: str, value: str) -> None:
@@ -407,8 +472,11 @@ def _check_text(what: str, value: str) -> None:
 
 
 def environment_list(env: Mapping[str, str]) -> list[str]:
+    """job_environment -> Env ``["k=v", ...]``, in the mapping's order."""
     out = []
-    for key, value in env.items():
+    # Typed as objects: the template may have been built from untyped data.
+    items: Iterable[tuple[object, object]] = env.items()
+    for key, value in items:
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidArgumentError(f"job_environment entries must be strings: {key!r}")
         if not key or "=" in key or "\x00" in key:
@@ -462,7 +530,7 @@ def create_config(
     template: JobTemplate,
     *,
     cwd: str,
-    labels: Mapping[str, str] = {},  # noqa: B006  # read only
+    labels: Mapping[str, str] = {},  # read only
     submission_host: str = "",
     array_task: ArrayTask | None = None,
 ) -> dict[str, Any]:
@@ -506,6 +574,7 @@ def create_config(
     if cmd is not None:
         config["Cmd"] = cmd
     if template.candidate_machines:
+        _check_text("candidate_machines", template.candidate_machines[0])
         config["Hostname"] = template.candidate_machines[0]
     if template.working_directory:
         _check_text("working_directory", template.working_directory)
@@ -582,11 +651,24 @@ def state_from_event(action: str, name: str) -> JobState | None:
 # -- inspect -> JobInfo ----------------------------------------------------------------------
 
 
+# Linux's numbers, whatever the tracker's host: the exit status comes from a Linux container
+# (the signal module would give macOS's names for 7, 10, 12, ... on a Mac).
+_LINUX_SIGNALS = (
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+    "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
+    "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
+    "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+)  # fmt: skip
+_SIGRTMIN, _SIGRTMAX = 34, 64
+
+
 def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
+    """The Linux name of a signal number; "" when no signal has that number."""
+    if 1 <= number <= len(_LINUX_SIGNALS):
+        return _LINUX_SIGNALS[number - 1]
+    if _SIGRTMIN <= number <= _SIGRTMAX:
+        return f"SIGRTMIN+{number - _SIGRTMIN}" if number > _SIGRTMIN else "SIGRTMIN"
+    return ""
 
 
 def annotation(d: ContainerDetails) -> str:
@@ -603,9 +685,7 @@ def annotation(d: ContainerDetails) -> str:
     return "; ".join(notes)
 
 
-def job_info_from_details(
-    d: ContainerDetails, *, engine_host: str, now: datetime
-) -> JobInfo:
+def job_info_from_details(d: ContainerDetails, *, engine_host: str, now: datetime) -> JobInfo:
     """inspect -> JobInfo. ``now`` gives the wall-clock time of a job still running."""
     state = state_from_details(d)
     finished = state.is_terminal and d.finished_at is not None
