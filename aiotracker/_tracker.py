@@ -95,15 +95,35 @@ class TrackerStatistics:
     tasks: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Launch:
+    """What starting a job needs besides its container: where output goes, what stdin reads."""
+
+    plan: OutputPlan
+    input_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A job checked and mapped, ready to be created."""
+
+    config: dict[str, Any]
+    name: str
+    launch: _Launch
+    hold: bool
+
+
 class _Array:
     """An array job this tracker launches: its bound and the launcher's wake-up."""
 
-    __slots__ = ("array_id", "lock", "max_parallel", "size", "wake")
+    __slots__ = ("array_id", "launches", "lock", "max_parallel", "size", "wake")
 
     def __init__(self, array_id: str, size: int, max_parallel: int) -> None:
         self.array_id = array_id
         self.size = size
         self.max_parallel = max_parallel
+        # How to start each task, known to the tracker that made the array (else: its label).
+        self.launches: dict[str, _Launch] = {}
         self.wake = asyncio.Event()
         # Held by the launcher from its state check to the start's return, and by hold,
         # release and terminate of a queued task: neither sees the other half done.
@@ -579,12 +599,12 @@ class DockerTracker:
         self._check_open()
         if not isinstance(template, JobTemplate):
             raise InvalidArgumentError("add_job takes a JobTemplate")
-        plan, config, name = self._prepare(template)
-        return await self._owned(self._submit, template, plan, config, name)
+        return await self._owned(self._submit, self._prepare(template))
 
     def _prepare(
         self, template: JobTemplate, array_task: ArrayTask | None = None, index: int = 0
-    ) -> tuple[OutputPlan, dict[str, Any], str]:
+    ) -> _Prepared:
+        """Everything checked and computed before a container is made (no engine call)."""
         cwd = os.getcwd()
         if array_task is not None:
             # Each task: its own TASK_ID and name, and DRMAA2's index placeholder in its paths.
@@ -604,21 +624,18 @@ class DockerTracker:
         if template.job_name:
             validate_job_name(template.job_name)
         plan = plan_output(template, cwd)
-        if template.input_path:
-            check_input_path(template.input_path, cwd)
+        input_path = check_input_path(template.input_path, cwd) if template.input_path else ""
         check_stage_in(template, cwd)
         name = template.job_name or f"aiotracker-{uuid.uuid4().hex[:16]}"
         if template.submit_as_hold:
             name += HELD_SUFFIX
-        return plan, config, name
+        return _Prepared(config, name, _Launch(plan, input_path), template.submit_as_hold)
 
-    async def _submit(
-        self, template: JobTemplate, plan: OutputPlan, config: dict[str, Any], name: str
-    ) -> str:
-        job_id = await self._create(config, name)
+    async def _submit(self, job: _Prepared) -> str:
+        job_id = await self._create(job.config, job.name)
         try:
-            if not template.submit_as_hold:
-                await self._start(job_id, template, plan, remove_on_failure=True)
+            if not job.hold:
+                await self._start(job_id, job.launch, remove_on_failure=True)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._discard(job_id)
@@ -643,17 +660,14 @@ class DockerTracker:
             await self._client.remove(job_id, force=True)
         self._apply(self._cache.forget(job_id))
 
-    async def _start(
-        self, job_id: str, template: JobTemplate, plan: OutputPlan, *, remove_on_failure: bool
-    ) -> None:
+    async def _start(self, job_id: str, launch: _Launch, *, remove_on_failure: bool) -> None:
         """Attach the output (before start: nothing is missed), feed stdin, then start."""
         tg = self._check_open()
         started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if plan.wanted:
-            await tg.start(self._copy_output, job_id, plan, "attach", started)
-        if template.input_path:
-            path = check_input_path(template.input_path, os.getcwd())
-            tg.start_soon(self._feed_input, job_id, path)
+        if launch.plan.wanted:
+            await tg.start(self._copy_output, job_id, launch.plan, "attach", started)
+        if launch.input_path:
+            tg.start_soon(self._feed_input, job_id, launch.input_path)
         try:
             await self._client.start(job_id)
         except BaseException as exc:
@@ -727,8 +741,16 @@ class DockerTracker:
             log.warning("output of job %s not recovered: %s", job_id, exc)
             self._apply(self._cache.output_done(job_id))
 
-    async def _start_released(self, job_id: str, template: JobTemplate, plan: OutputPlan) -> None:
-        await self._start(job_id, template, plan, remove_on_failure=False)
+    async def _start_released(self, job_id: str, launch: _Launch) -> None:
+        await self._start(job_id, launch, remove_on_failure=False)
+
+    async def _launch_of(self, job_id: str) -> _Launch:
+        """How to start a job made earlier (held, or found at opening): from its label."""
+        template = await self.job_template(job_id)
+        cwd = os.getcwd()
+        plan = plan_output(template, cwd)
+        input_path = check_input_path(template.input_path, cwd) if template.input_path else ""
+        return _Launch(plan, input_path)
 
     async def list_jobs(self) -> list[str]:
         """The ids of the session's jobs, finished ones too until deleted (from the cache)."""
@@ -831,9 +853,7 @@ class DockerTracker:
             self._arrays[job.array_id].wake.set()
             return
         # A single job starts at once; its template says where its output goes.
-        template = await self.job_template(job_id)
-        plan = plan_output(template, os.getcwd())
-        await self._owned(self._start_released, job_id, template, plan)
+        await self._owned(self._start_released, job_id, await self._launch_of(job_id))
 
     async def wait(self, job_id: str, *states: JobState, timeout: float | None = None) -> JobState:
         """Wait until the job is in one of ``states`` (default: DONE or FAILED); return it.
@@ -929,19 +949,19 @@ class DockerTracker:
         return await self._owned(self._create_array, array_id, prepared, max_parallel)
 
     async def _create_array(
-        self, array_id: str, prepared: list[tuple[OutputPlan, dict[str, Any], str]],
-        max_parallel: int,
-    ) -> str:  # fmt: skip
+        self, array_id: str, prepared: list[_Prepared], max_parallel: int
+    ) -> str:
         made: list[str] = []
         try:
-            for _plan, config, name in prepared:
-                made.append(await self._create(config, name))
+            for job in prepared:
+                made.append(await self._create(job.config, job.name))  # noqa: PERF401  # kept on failure
         except BaseException:
             with anyio.CancelScope(shield=True):
                 for job_id in reversed(made):
                     await self._discard(job_id)
             raise
-        self._add_array(array_id, len(prepared), max_parallel)
+        array = self._add_array(array_id, len(prepared), max_parallel)
+        array.launches = {job_id: job.launch for job_id, job in zip(made, prepared, strict=True)}
         return array_id
 
     async def _launcher(self, array: _Array) -> None:
@@ -969,9 +989,8 @@ class DockerTracker:
             if task.state is not JobState.QUEUED or task.ever_started:
                 continue
             try:
-                template = await self.job_template(task.job_id)
-                plan = plan_output(template, os.getcwd())
-                await self._start(task.job_id, template, plan, remove_on_failure=False)
+                launch = array.launches.pop(task.job_id, None) or await self._launch_of(task.job_id)
+                await self._start(task.job_id, launch, remove_on_failure=False)
             except (JobNotFoundError, InvalidStateError):
                 continue
             except DrmCommunicationError:
