@@ -76,6 +76,8 @@ class Job:
     output_pending: bool = False
     # The terminal state, known but not yet published because output is pending.
     final: JobState | None = None
+    # The exit code the die event reported: all there is if the container is removed at once.
+    die_exit_code: int | None = None
     waiters: list[Waiter] = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -186,6 +188,11 @@ class StateCache:
         job = self._jobs.get(event.container_id)
         if event.action == "destroy":
             if job is not None:
+                end = job.final
+                if end is None and job.exited and job.die_exit_code is not None:
+                    end = JobState.DONE if job.die_exit_code == 0 else JobState.FAILED
+                if end is not None and job.state not in TERMINAL:
+                    self._publish(job, end, out, changes)  # before forgetting: waiters see it
                 self._forget(job, out, changes)
             return out, changes, False
         if job is None:
@@ -205,6 +212,8 @@ class StateCache:
         job.seq += 1
         if event.action == "die":
             job.exited = True
+            code = event.attributes.get("exitCode")
+            job.die_exit_code = _int(code) if code is not None else None
             return out, changes, True
         if event.action == "oom":
             return out, changes, False

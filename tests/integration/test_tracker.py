@@ -539,3 +539,11 @@ async def test_bad_output_path(
     with pytest.raises(InvalidArgumentError, match=reason):
         await tracker.add_job(template("true", error_path=path))
     assert session_containers(session_name) == []
+
+
+async def test_auto_removed_job_waited_on(tracker: DockerTracker, template: Make) -> None:
+    """With the rm extension the container goes at exit; wait still returns how it ended."""
+    job_id = await tracker.add_job(
+        template("sh", "-c", "sleep 0.5; exit 3", extensions={"rm": "true"})
+    )
+    assert await tracker.wait(job_id, timeout=30) is JobState.FAILED

@@ -427,11 +427,6 @@ def test_destroy_of_an_unknown_job_is_ignored() -> None:
     assert len(cache) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cache bug: a destroy that follows a die before the inspect returns (rm=true) "
-    "fails waiters with JobNotFoundError although the die's exitCode tells how the job ended",
-)
 async def test_destroy_right_after_die_publishes_the_exit_first() -> None:
     """With AutoRemove, a destroy before the inspect still ends waiters with the die's state."""
     cache = running_cache()
