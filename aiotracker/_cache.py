@@ -23,7 +23,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ._exceptions import InvalidStateError, JobNotFoundError, TrackerError
-from ._mapping import ARRAY_INDEX_LABEL, ARRAY_LABEL, state_from_details, state_from_event
+from ._mapping import (
+    ARRAY_INDEX_LABEL,
+    ARRAY_LABEL,
+    AUTO_REMOVE_LABEL,
+    state_from_details,
+    state_from_event,
+)
 from ._model import JobState
 from ._records import ContainerDetails, ContainerEvent
 
@@ -76,7 +82,8 @@ class Job:
     output_pending: bool = False
     # The terminal state, known but not yet published because output is pending.
     final: JobState | None = None
-    # The exit code the die event reported: all there is if the container is removed at once.
+    # The engine removes the container at exit (rm): the die's exit code is how it ended.
+    auto_remove: bool = False
     die_exit_code: int | None = None
     waiters: list[Waiter] = field(default_factory=list)
 
@@ -163,6 +170,7 @@ class StateCache:
             if labels and ARRAY_LABEL in labels:
                 job.array_id = labels[ARRAY_LABEL]
                 job.index = _int(labels.get(ARRAY_INDEX_LABEL))
+            job.auto_remove = labels is not None and labels.get(AUTO_REMOVE_LABEL) == "1"
             self._jobs[job_id] = job
             changes.append(Change(job_id, job.array_id, state))
             return out, changes
@@ -187,12 +195,13 @@ class StateCache:
         out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(event.container_id)
         if event.action == "destroy":
-            if job is not None:
+            if job is not None and job.auto_remove:
                 end = job.final
                 if end is None and job.exited and job.die_exit_code is not None:
                     end = JobState.DONE if job.die_exit_code == 0 else JobState.FAILED
                 if end is not None and job.state not in TERMINAL:
                     self._publish(job, end, out, changes)  # before forgetting: waiters see it
+            if job is not None:
                 self._forget(job, out, changes)
             return out, changes, False
         if job is None:

@@ -33,6 +33,9 @@ ARRAY_LABEL = "aiotracker.array"  # the array job id
 ARRAY_INDEX_LABEL = "aiotracker.array.index"
 ARRAY_SIZE_LABEL = "aiotracker.array.size"  # number of tasks: a launcher starts an array only whole
 ARRAY_MAX_PARALLEL_LABEL = "aiotracker.array.max_parallel"
+# Set when the engine removes the container at exit (the rm extension): its die's exit code is
+# then how the job ended, whereas a job removed by someone else is simply gone.
+AUTO_REMOVE_LABEL = "aiotracker.auto_remove"
 LABEL_FORMAT_VERSION = "1"
 
 # Docker has no "held" or "cancelled" state for a container that was never started, and labels
@@ -587,6 +590,8 @@ def create_config(
         config["OpenStdin"] = True
         config["StdinOnce"] = True
     _apply_extensions(template.extensions, config, host)
+    if host.get("AutoRemove"):
+        all_labels[AUTO_REMOVE_LABEL] = "1"
     config["HostConfig"] = host
     return config
 

@@ -386,29 +386,36 @@ class DockerTracker:
     async def _inspect_and_settle(self, job_id: str, event: ContainerEvent | None) -> None:
         try:
             while True:
-                seq = self._cache.seq(job_id)
-                async with self._inspect_limit:
-                    self._inspects += 1
-                    try:
-                        details = await self._client.inspect(job_id)
-                    except JobNotFoundError:
-                        # Gone already (AutoRemove): the die event's exit code is all there is.
-                        if event is not None and event.action == "die":
-                            code = int(event.attributes.get("exitCode", "1") or 1)
-                            self._apply(self._cache.settle_exit(job_id, code))
-                        return
-                    except DrmCommunicationError:
-                        return  # the reconcile after the reconnect settles it
-                if details.labels.get(SESSION_LABEL) == self.job_session:
-                    result = self._cache.settle(details, seq)
-                    if result is None:
-                        continue  # an event overtook the inspect: ask again
-                    self._apply(result)
+                await self._refresh(job_id, event)
                 if not self._inspecting.get(job_id):
                     return
-                self._inspecting[job_id] = False
+                self._inspecting[job_id] = False  # asked for again meanwhile
         finally:
             self._inspecting.pop(job_id, None)
+
+    async def _refresh(self, job_id: str, die: ContainerEvent | None = None) -> None:
+        """Inspect a job and apply what the engine says, again if an event overtook it."""
+        while True:
+            seq = self._cache.seq(job_id)
+            async with self._inspect_limit:
+                self._inspects += 1
+                try:
+                    details = await self._client.inspect(job_id)
+                except JobNotFoundError:
+                    if die is not None and die.action == "die":
+                        # Removed at once (AutoRemove): the die's exit code is all there is.
+                        code = _int(die.attributes.get("exitCode"), default=1)
+                        self._apply(self._cache.settle_exit(job_id, code))
+                    self._apply(self._cache.forget(job_id))
+                    return
+                except DrmCommunicationError:
+                    return  # the reconcile after the reconnect settles it
+            if details.labels.get(SESSION_LABEL) != self.job_session:
+                return
+            result = self._cache.settle(details, seq)
+            if result is not None:
+                self._apply(result)
+                return
 
     def _apply(self, result: tuple[Wakeups, list[Change]] | None) -> None:
         if result is None:
@@ -475,24 +482,9 @@ class DockerTracker:
         return None
 
     async def _inspect_many(self, job_ids: list[str]) -> None:
-        async def one(job_id: str) -> None:
-            seq = self._cache.seq(job_id)
-            async with self._inspect_limit:
-                self._inspects += 1
-                try:
-                    details = await self._client.inspect(job_id)
-                except JobNotFoundError:
-                    self._apply(self._cache.forget(job_id))
-                    return
-            if details.labels.get(SESSION_LABEL) == self.job_session:
-                result = self._cache.settle(details, seq)
-                if result is None:
-                    self._schedule_inspect(job_id)  # overtaken by an event: ask again
-                self._apply(result)
-
         async with anyio.create_task_group() as tg:
             for job_id in job_ids:
-                tg.start_soon(one, job_id)
+                tg.start_soon(self._refresh, job_id)
 
     async def _reconcile(self) -> None:
         """After a reconnect: list and inspect, so that nothing lost in the gap stays lost."""
@@ -1082,6 +1074,13 @@ def _first_error(exc: BaseException) -> BaseException:
             if isinstance(found, TrackerError):
                 return found
     return exc
+
+
+def _int(text: str | None, *, default: int) -> int:
+    try:
+        return int(text) if text else default
+    except ValueError:
+        return default
 
 
 def _json_ids(text: str) -> list[str]:

@@ -17,7 +17,13 @@ from aiotracker import (
     TrackerClosedError,
 )
 from aiotracker._cache import Change, StateCache, Waiter, Wakeups
-from aiotracker._mapping import ARRAY_INDEX_LABEL, ARRAY_LABEL, HELD_SUFFIX, TERMINATED_SUFFIX
+from aiotracker._mapping import (
+    ARRAY_INDEX_LABEL,
+    ARRAY_LABEL,
+    AUTO_REMOVE_LABEL,
+    HELD_SUFFIX,
+    TERMINATED_SUFFIX,
+)
 from aiotracker._records import ContainerDetails, ContainerEvent
 
 JOB = "a" * 64
@@ -429,10 +435,20 @@ def test_destroy_of_an_unknown_job_is_ignored() -> None:
 
 async def test_destroy_right_after_die_publishes_the_exit_first() -> None:
     """With AutoRemove, a destroy before the inspect still ends waiters with the die's state."""
-    cache = running_cache()
+    cache = StateCache()
+    apply(cache, event("create", 1, **{AUTO_REMOVE_LABEL: "1"}), event("start", 2))
     w = waiter(cache, DONE_OR_FAILED)
     apply(cache, event("die", 3, exitCode="0"), event("destroy", 4))
     assert w.future.result() is JobState.DONE
+
+
+async def test_destroy_after_die_of_a_removed_job_is_not_found() -> None:
+    """A job removed by someone (rm -f: die, destroy) is gone: its waiters get JobNotFoundError."""
+    cache = running_cache()
+    w = waiter(cache, DONE_OR_FAILED)
+    apply(cache, event("die", 3, exitCode="137"), event("destroy", 4))
+    with pytest.raises(JobNotFoundError):
+        w.future.result()
 
 
 async def test_remove_waiter_is_idempotent() -> None:

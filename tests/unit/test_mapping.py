@@ -26,6 +26,7 @@ from aiotracker._mapping import (
     ARRAY_LABEL,
     ARRAY_MAX_PARALLEL_LABEL,
     ARRAY_SIZE_LABEL,
+    AUTO_REMOVE_LABEL,
     HELD_SUFFIX,
     LABEL_FORMAT_VERSION,
     MANAGED_LABEL,
@@ -594,7 +595,12 @@ def test_valid_extension(name: str, value: str, key: str, expected: object) -> N
     assert {k: host[k] for k in plain_host} == plain_host
     config["Labels"].pop(TEMPLATE_LABEL)
     assert {k: config[k] for k in plain} == {**plain, "Labels": config["Labels"]}
-    assert config["Labels"] == {SESSION_LABEL: "s", MANAGED_LABEL: LABEL_FORMAT_VERSION}
+    auto_remove = {AUTO_REMOVE_LABEL: "1"} if (name, value.lower()) == ("rm", "true") else {}
+    assert config["Labels"] == {
+        SESSION_LABEL: "s",
+        MANAGED_LABEL: LABEL_FORMAT_VERSION,
+        **auto_remove,
+    }
     extra_config = {k: v for k, v in config.items() if k not in plain}
     extra_host = {k: v for k, v in host.items() if k not in plain_host}
     extra = {**extra_config, **extra_host}
