@@ -1,0 +1,21 @@
+"""Benchmarks of aiotracker against the ways Docker jobs are tracked today (issue 6).
+
+Run them all, side by side, with ``python -m benchmarks --quick`` (under 3 minutes) or
+``python -m benchmarks --full``; ``benchmarks/RESULTS.md`` records a full run.
+
+Modules:
+
+- ``common``: the run (token, labels, sizes), statistics, tables and goals, cleanup, and the
+  process probes (CPU seconds, connections to the engine's socket, memory).
+- ``observer``: a separate process that reads ``GET /events`` with a blocking socket and
+  stamps each event on receipt: the engine's own delivery delay, and the ``die`` times every
+  latency is measured from.
+- ``adapters``: one small adapter per method compared (aiotracker; polling like drmaa2os;
+  aiodocker's per-job ``wait()``; docker-py in threads; raw aiodocker create+start).
+- ``wait_latency``, ``idle``, ``queries``, ``submission``, ``arrays``, ``output``, ``scale``:
+  measurements 1 to 7 of the issue, one table (or two) each.
+- ``runner``: runs them in order and removes every container it made, also on error or Ctrl-C.
+
+These are benchmarks, not tests: nothing asserts on a timing; each goal is printed as met or
+not met next to the figures it is judged on.
+"""

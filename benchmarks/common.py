@@ -1,0 +1,426 @@
+"""What every measurement shares: the run, sizes, statistics, tables, goals, probes, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import socket
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+
+IMAGE = os.environ.get("AIOTRACKER_BENCH_IMAGE", "aiotracker/busybox:latest")
+DOCKER_SOCKET = "/var/run/docker.sock"
+DOCKER_URL = f"unix://{DOCKER_SOCKET}"
+RUN_LABEL = "aiotracker.bench-run"  # every container of a run carries it: cleanup by label
+PART_LABEL = "aiotracker.bench-part"  # which measurement made it
+# drmaa2os's session label, which aiotracker shares: containers made raw with it are jobs of
+# that session for a tracker opened on it.
+SESSION_LABEL = "drmaa2_jobsession"
+
+
+# -- sizes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How big each measurement is; ``QUICK`` fits the whole run in under 3 minutes."""
+
+    mode: str
+    wait_jobs: int  # 1: jobs per method (rounds of 10)
+    idle_jobs: int  # 2, 3: running jobs (above 100 to show aiodocker's pool limit)
+    idle_seconds: float  # 2: the idle window
+    query_seconds: float  # 3: how long each query loop runs
+    submit_jobs: int  # 4
+    submit_reps: int  # 4: interleaved repetitions, median reported
+    array_tasks: int  # 5: unbounded array
+    bounded_tasks: int  # 5: max_parallel 5, 0.5 s tasks
+    output_bytes: int  # 6
+    output_reps: int  # 6: interleaved repetitions, median reported
+    scale_jobs: tuple[int, ...]  # 7: cache sizes (cumulative)
+    open_jobs: int  # 7: open a tracker on a session of this many jobs
+
+
+QUICK = Sizes(
+    mode="quick", wait_jobs=10, idle_jobs=105, idle_seconds=3.0, query_seconds=1.0,
+    submit_jobs=10, submit_reps=2, array_tasks=10, bounded_tasks=10,
+    output_bytes=4 * 2**20, output_reps=1, scale_jobs=(60, 120), open_jobs=60,
+)  # fmt: skip
+FULL = Sizes(
+    mode="full", wait_jobs=50, idle_jobs=200, idle_seconds=10.0, query_seconds=3.0,
+    submit_jobs=50, submit_reps=3, array_tasks=50, bounded_tasks=25,
+    output_bytes=20 * 2**20, output_reps=3, scale_jobs=(1000, 5000), open_jobs=1000,
+)  # fmt: skip
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """One benchmark run: its token (on every container), sizes and scratch directory."""
+
+    sizes: Sizes
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    workdir: Path = Path()
+    observer: Any = None  # observer.Observer, set by the runner
+
+    def __post_init__(self) -> None:
+        if self.workdir == Path():
+            self.workdir = Path(f"/tmp/aiotracker-bench-{self.token}")
+
+    def labels(self, part: str) -> dict[str, str]:
+        return {RUN_LABEL: self.token, PART_LABEL: part}
+
+    def session(self, part: str) -> str:
+        return f"bench-{self.token}-{part}"
+
+    def scratch(self, name: str) -> Path:
+        """A fresh directory under the run's scratch directory (world-writable for jobs)."""
+        path = self.workdir / name
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        path.chmod(0o777)
+        return path
+
+
+def raw_config(
+    ctx: Context,
+    part: str,
+    command: Sequence[str],
+    *,
+    binds: dict[str, str] | None = None,
+    session: str | None = None,
+    log_driver: str | None = "local",
+) -> dict[str, Any]:
+    """A create body like aiotracker's (log driver ``local``, no network), minus its labels."""
+    labels = ctx.labels(part)
+    if session is not None:
+        labels[SESSION_LABEL] = session
+    host: dict[str, Any] = {"NetworkMode": "none"}
+    if log_driver is not None:
+        host["LogConfig"] = {"Type": log_driver, "Config": {}}
+    if binds:
+        host["Binds"] = [f"{src}:{dst}" for src, dst in binds.items()]
+    return {
+        "Image": IMAGE,
+        "Cmd": list(command),
+        "Labels": labels,
+        "Tty": False,
+        "AttachStdout": False,
+        "AttachStderr": False,
+        "HostConfig": host,
+    }
+
+
+async def raw_run(docker: aiodocker.Docker, config: dict[str, Any]) -> str:
+    """Create and start, nothing else: the engine's own cost of a job."""
+    container = await docker.containers.create(config)
+    await container.start()
+    return str(container.id)
+
+
+async def bounded(n: int, coros: Iterable[Any]) -> list[Any]:
+    """Run coroutines with at most ``n`` in flight, results in order."""
+    limit = asyncio.Semaphore(n)
+
+    async def one(coro: Any) -> Any:
+        async with limit:
+            return await coro
+
+    return list(await asyncio.gather(*(one(c) for c in coros)))
+
+
+async def remove_containers(ctx: Context, part: str | None = None) -> int:
+    """Force-remove the run's containers (of one measurement, or all); returns how many."""
+    label = f"{RUN_LABEL}={ctx.token}"
+    filters: dict[str, list[str]] = {"label": [label]}
+    if part is not None:
+        filters["label"].append(f"{PART_LABEL}={part}")
+    async with aiodocker.Docker(url=DOCKER_URL) as docker:
+        found = await docker.containers.list(all=True, filters=json.dumps(filters))
+
+        async def rm(container: Any) -> None:
+            with contextlib.suppress(aiodocker.DockerError):
+                await container.delete(force=True, v=True)
+
+        await bounded(16, (rm(c) for c in found))
+    return len(found)
+
+
+def remove_containers_sync(token: str) -> int:
+    """Last-resort cleanup with docker-py (no event loop needed): on error and Ctrl-C."""
+    import docker  # the benchmark's own dependency (pyproject: bench extra)
+
+    client = docker.DockerClient(base_url=DOCKER_URL)
+    try:
+        found = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={token}"})
+        for container in found:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True, v=True)
+        return len(found)
+    finally:
+        client.close()
+
+
+# -- statistics ----------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (p99 of 50 samples is the largest but none)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def ratio(a: float, b: float) -> float:
+    if not b or math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a / b
+
+
+def fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def fmt_ratio(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if value >= 100:
+        return f"{value:,.0f}x"
+    return f"{value:.2f}x" if value < 10 else f"{value:.1f}x"
+
+
+# -- tables and goals ----------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, *cells: object) -> None:
+        self.rows.append([str(c) for c in cells])
+
+    def text(self) -> str:
+        widths = [len(c) for c in self.columns]
+        for row in self.rows:
+            widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+
+        def line(cells: Sequence[str]) -> str:
+            return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+        out = [self.title, line(self.columns), line(["-" * w for w in widths])]
+        out += [line(r) for r in self.rows]
+        out += [f"  * {n}" for n in self.notes]
+        return "\n".join(out)
+
+    def markdown(self) -> str:
+        out = [f"**{self.title}**", "", "| " + " | ".join(self.columns) + " |"]
+        out.append("|" + "|".join("---" for _ in self.columns) + "|")
+        out += ["| " + " | ".join(r) + " |" for r in self.rows]
+        if self.notes:
+            out.append("")
+            out += [f"- {n}" for n in self.notes]
+        return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class Goal:
+    text: str
+    met: bool | None  # None: could not be judged (a method failed)
+    value: str
+
+    def mark(self) -> str:
+        return {True: "MET", False: "NOT MET", None: "UNKNOWN"}[self.met]
+
+    def line(self) -> str:
+        return f"[{self.mark()}] {self.text}: {self.value}"
+
+
+@dataclass
+class Section:
+    """The result of one measurement: tables, goals and the headline ratios."""
+
+    number: int
+    title: str
+    tables: list[Table] = field(default_factory=list)
+    goals: list[Goal] = field(default_factory=list)
+    headlines: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def text(self) -> str:
+        out = [f"=== {self.number}. {self.title} ({self.seconds:.0f} s) ==="]
+        out += [t.text() + "\n" for t in self.tables]
+        out += [g.line() for g in self.goals]
+        return "\n".join(out) + "\n"
+
+    def markdown(self) -> str:
+        out = [f"## {self.number}. {self.title}", ""]
+        for t in self.tables:
+            out += [t.markdown(), ""]
+        if self.goals:
+            out += ["| goal | result | figure |", "|---|---|---|"]
+            out += [f"| {g.text} | **{g.mark()}** | {g.value} |" for g in self.goals]
+            out.append("")
+        return "\n".join(out)
+
+
+def goal(text: str, met: bool | None, value: str) -> Goal:
+    return Goal(text, met, value)
+
+
+# -- process probes ------------------------------------------------------------------------
+
+
+def _peer_paths() -> set[str]:
+    return {DOCKER_SOCKET, os.path.realpath(DOCKER_SOCKET)}
+
+
+def engine_connections() -> int:
+    """Unix sockets of this process connected to the engine's socket.
+
+    Each fd of /proc/self/fd that is a socket is dup'ed and asked for its peer: a client
+    socket connected to dockerd reports the path dockerd bound (its /proc/net/unix entry has
+    no path, only the server's end has). Counts docker-py's sockets in threads too.
+    """
+    peers = _peer_paths()
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            dup = os.dup(int(name))
+        except OSError:
+            continue  # closed meanwhile
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            continue
+        try:
+            if sock.family == socket.AF_UNIX and sock.getpeername() in peers:
+                count += 1
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    return count
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class RssSampler:
+    """Samples this process's RSS every ``interval`` s in a thread; ``peak`` is the highest."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.baseline = rss_bytes()
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+
+def _engine_pid() -> int | None:
+    """dockerd serving DOCKER_SOCKET (other engines may run on this host)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\x00")
+        except OSError:
+            continue
+        if not argv or os.path.basename(argv[0]) != "dockerd":
+            continue
+        hosts = [a.split("=", 1)[1] for a in argv if a.startswith(("--host=", "-H="))]
+        hosts += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--host", "-H")]
+        if not hosts or any(h.endswith(DOCKER_SOCKET) for h in hosts):
+            return int(entry)
+    return None
+
+
+def engine_cpu_seconds() -> float | None:
+    """CPU seconds dockerd has used (user + system); None if it cannot be found."""
+    pid = _engine_pid()
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[list[float]]:
+    """``with timed() as t: ...``, then ``t[0]`` holds the seconds."""
+    out: list[float] = []
+    start = time.perf_counter()
+    try:
+        yield out
+    finally:
+        out.append(time.perf_counter() - start)
+
+
+def ms(ns: float) -> float:
+    return ns / 1e6
+
+
+def write_fifo(path: Path, data: bytes = b"go\n", patience: float = 5.0) -> None:
+    """Write to a FIFO whose reader is a job; retry while the job has not opened it yet."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
+            continue
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return

@@ -1,0 +1,141 @@
+"""``python -m benchmarks [--quick | --full]``: run the measurements, print tables, clean up.
+
+Every container carries ``aiotracker.bench-run=<token>`` and runs with no network; the
+containers of a measurement are removed when it ends, and all of the run's containers once
+more at the very end, on error and on Ctrl-C too (with docker-py, outside the event loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from . import arrays, idle, output, scale, submission, wait_latency
+from .common import (
+    DOCKER_SOCKET,
+    FULL,
+    IMAGE,
+    QUICK,
+    RUN_LABEL,
+    Context,
+    Section,
+    remove_containers,
+    remove_containers_sync,
+)
+from .observer import Observer
+
+ALL = (1, 2, 3, 4, 5, 6, 7)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small sizes, under 3 minutes (default)")
+    mode.add_argument("--full", action="store_true", help="the sizes of issue 6 (RESULTS.md)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated measurement numbers, e.g. 1,4 (default: all)"
+    )
+    parser.add_argument("--markdown", default="", help="also write the tables to this file")
+    return parser.parse_args(argv)
+
+
+def _machine() -> str:
+    def run(*cmd: str) -> str:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
+        return done.stdout.strip()
+
+    engine = run(
+        "docker", "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})"
+    )
+    cgroup = run("docker", "info", "--format", "{{.CgroupVersion}}")
+    driver = run("docker", "info", "--format", "{{.LoggingDriver}}")
+    return (
+        f"{os.cpu_count()} vCPU, Docker Engine {engine}, cgroup v{cgroup}, default log driver "
+        f"{driver}, Python {sys.version.split()[0]}; load: {run('uptime').split('load')[-1]}"
+    )
+
+
+async def _main(args: argparse.Namespace, ctx: Context) -> list[Section]:
+    only = {int(x) for x in args.only.split(",") if x.strip()} or set(ALL)
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"aiotracker benchmarks, {ctx.sizes.mode} mode, run {RUN_LABEL}={ctx.token}")
+    print(f"machine: {_machine()}\nimage: {IMAGE}\n", flush=True)
+    ctx.observer = Observer(DOCKER_SOCKET, f"{RUN_LABEL}={ctx.token}")
+    await ctx.observer.start()
+    sections: list[Section] = []
+
+    async def measure(number: int, fn: Callable[[], Awaitable[list[Section]]]) -> None:
+        if number not in only:
+            return
+        start = time.perf_counter()
+        print(f"--- measurement {number} ...", flush=True)
+        try:
+            done = await fn()
+        finally:
+            await remove_containers(ctx)
+        for section in done:
+            section.seconds = time.perf_counter() - start
+            print(section.text(), flush=True)
+        sections.extend(done)
+
+    async def one(run: Callable[[Context], Awaitable[Section]]) -> list[Section]:
+        return [await run(ctx)]
+
+    async def population() -> list[Section]:
+        return await idle.run_with_queries(ctx, 2 in only, 3 in only)
+
+    try:
+        await measure(1, lambda: one(wait_latency.run))
+        if only & {2, 3}:
+            await measure(min(only & {2, 3}), population)
+        await measure(4, lambda: one(submission.run))
+        await measure(5, lambda: one(arrays.run))
+        await measure(6, lambda: one(output.run))
+        await measure(7, lambda: one(scale.run))
+    finally:
+        await ctx.observer.stop()
+        await remove_containers(ctx)
+    return sorted(sections, key=lambda s: s.number)
+
+
+def _summary(sections: list[Section]) -> str:
+    out = ["=== summary ==="]
+    for s in sections:
+        out += [f"{s.number}. {h}" for h in s.headlines]
+    out.append("")
+    for s in sections:
+        out += [f"{s.number}. {g.line()}" for g in s.goals]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    ctx = Context(FULL if args.full else QUICK)
+    start = time.perf_counter()
+    sections: list[Section] = []
+    try:
+        sections = asyncio.run(_main(args, ctx))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        left = remove_containers_sync(ctx.token)
+        if left:
+            print(f"removed {left} leftover containers of run {ctx.token}", file=sys.stderr)
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
+    total = time.perf_counter() - start
+    print(_summary(sections))
+    print(f"\ntotal {total:.0f} s ({ctx.sizes.mode} mode)")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"<!-- {ctx.sizes.mode} run {ctx.token}: {_machine()} -->\n\n")
+            f.write("\n".join(s.markdown() for s in sections))
+            f.write(f"\n**Summary**\n\n```\n{_summary(sections)}\n```\n")
+            f.write(f"\nTotal {total:.0f} s ({ctx.sizes.mode} mode).\n")
+    return 0
