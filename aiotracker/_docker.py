@@ -74,6 +74,9 @@ def translate(exc: BaseException, *, what: str, job_id: str | None = None) -> Tr
             return DrmCommunicationError(f"{what}: {message}", job_id=job_id)
         if status == 404:
             return JobNotFoundError(f"{what}: no such job {job_id!r}", job_id=job_id)
+        if status == 500 and "multiple ids found" in message.lower():
+            # An id prefix that matches several containers names no one job.
+            return JobNotFoundError(f"{what}: ambiguous job id {job_id!r}", job_id=job_id)
         if status in (304, 409):
             return InvalidStateError(f"{what}: {message}", job_id=job_id)
         if status == 400:

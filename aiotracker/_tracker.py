@@ -27,6 +27,7 @@ from typing import Any, Literal, Self, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._cache import ACTIVE, TERMINAL, Change, StateCache, Waiter, Wakeups
 from ._docker import DockerClient, EngineInfo, is_container_id
@@ -75,6 +76,7 @@ T = TypeVar("T")
 _Source = Literal["attach", "replay", "logs"]
 
 _DEDUPE_WINDOW = 1024
+_CREATE_DEADLINE = 60.0  # seconds a create may take once sent, even while closing
 
 # DRMAA2's parametric index placeholder: replaced by the task index in an array task's paths.
 INDEX_PLACEHOLDER = "$DRMAA2_INDEX$"
@@ -635,14 +637,17 @@ class DockerTracker:
         return job_id
 
     async def _create(self, config: dict[str, Any], name: str) -> str:
-        try:
+        """Create a job's container; the caller removes it if anything after this fails."""
+        await anyio.lowlevel.checkpoint()  # a pending cancellation stops us before, not during
+        # Shielded: a create cut short may still be carried out by the engine, after any attempt
+        # to remove it; waiting for the answer (a few ms) gives the id to remove.
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + _CREATE_DEADLINE
             job_id = await self._client.create(config, name)
-        except BaseException as exc:
-            if not isinstance(exc, TrackerError):
-                # Cancelled while the engine may already have made it: remove it by name.
-                with anyio.CancelScope(shield=True), contextlib.suppress(TrackerError):
-                    await self._client.remove(name, force=True)
-            raise
+        if scope.cancelled_caught:  # pragma: no cover - an engine that hangs on create
+            with anyio.CancelScope(shield=True), contextlib.suppress(TrackerError):
+                await self._client.remove(name, force=True)
+            raise DrmCommunicationError(f"the engine did not create {name} in time")
         state = JobState.QUEUED_HELD if name.endswith(HELD_SUFFIX) else JobState.QUEUED
         self._apply(self._cache.add(job_id, state, labels=config["Labels"]))
         return job_id
