@@ -114,7 +114,7 @@ async def _raw_bounded(ctx: Context, raw: RawMethod, n: int) -> tuple[float, lis
 
 
 async def run(ctx: Context) -> Section:
-    n, m, reps = ctx.sizes.array_tasks, ctx.sizes.bounded_tasks, ctx.sizes.submit_reps
+    n, m, reps = ctx.sizes.array_tasks, ctx.sizes.bounded_tasks, ctx.sizes.array_reps
     raw, ours = RawMethod(ctx, PART), AiotrackerMethod(ctx, PART)
     await raw.open()
     await ours.open()

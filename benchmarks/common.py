@@ -45,6 +45,7 @@ class Sizes:
     submit_jobs: int  # 4
     submit_reps: int  # 4: interleaved repetitions, median reported
     array_tasks: int  # 5: unbounded array
+    array_reps: int  # 5: interleaved repetitions of the unbounded array, median reported
     bounded_tasks: int  # 5: max_parallel 5, 0.5 s tasks
     output_bytes: int  # 6
     output_reps: int  # 6: interleaved repetitions, median reported
@@ -53,13 +54,13 @@ class Sizes:
 
 
 QUICK = Sizes(
-    mode="quick", wait_jobs=10, idle_jobs=105, idle_seconds=3.0, query_seconds=1.0,
-    submit_jobs=10, submit_reps=2, array_tasks=10, bounded_tasks=10,
-    output_bytes=4 * 2**20, output_reps=1, scale_jobs=(60, 120), open_jobs=60,
+    mode="quick", wait_jobs=10, idle_jobs=104, idle_seconds=2.0, query_seconds=0.5,
+    submit_jobs=10, submit_reps=1, array_tasks=8, array_reps=1, bounded_tasks=10,
+    output_bytes=4 * 2**20, output_reps=1, scale_jobs=(40, 80), open_jobs=40,
 )  # fmt: skip
 FULL = Sizes(
     mode="full", wait_jobs=50, idle_jobs=200, idle_seconds=10.0, query_seconds=3.0,
-    submit_jobs=50, submit_reps=3, array_tasks=50, bounded_tasks=25,
+    submit_jobs=50, submit_reps=3, array_tasks=50, array_reps=3, bounded_tasks=25,
     output_bytes=20 * 2**20, output_reps=3, scale_jobs=(1000, 5000), open_jobs=1000,
 )  # fmt: skip
 
@@ -137,8 +138,11 @@ async def bounded(n: int, coros: Iterable[Any]) -> list[Any]:
     limit = asyncio.Semaphore(n)
 
     async def one(coro: Any) -> Any:
-        async with limit:
-            return await coro
+        try:
+            async with limit:
+                return await coro
+        finally:
+            coro.close()  # never started if cancelled while queued: no "never awaited"
 
     return list(await asyncio.gather(*(one(c) for c in coros)))
 
@@ -280,7 +284,7 @@ class Section:
         return "\n".join(out) + "\n"
 
     def markdown(self) -> str:
-        out = [f"## {self.number}. {self.title}", ""]
+        out = [f"## {self.number}. {self.title}", "", f"({self.seconds:.0f} s)", ""]
         for t in self.tables:
             out += [t.markdown(), ""]
         if self.goals:

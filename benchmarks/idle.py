@@ -38,7 +38,7 @@ from .common import (
 )
 
 PART = "idle"
-SETTLE = 1.5  # s after the waits start: connections opened, first polls done
+SETTLE = 1.0  # s after the waits start: connections opened, first polls done
 
 
 class Row:

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -63,6 +64,10 @@ def _machine() -> str:
 
 async def _main(args: argparse.Namespace, ctx: Context) -> list[Section]:
     only = {int(x) for x in args.only.split(",") if x.strip()} or set(ALL)
+    # SIGTERM cleans up as Ctrl-C does (asyncio.run cancels the main task on SIGINT).
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     print(f"aiotracker benchmarks, {ctx.sizes.mode} mode, run {RUN_LABEL}={ctx.token}")
     print(f"machine: {_machine()}\nimage: {IMAGE}\n", flush=True)
@@ -117,11 +122,12 @@ def _summary(sections: list[Section]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     ctx = Context(FULL if args.full else QUICK)
+
     start = time.perf_counter()
     sections: list[Section] = []
     try:
         sections = asyncio.run(_main(args, ctx))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:

@@ -39,6 +39,7 @@ from .common import (
 
 PART = "scale"
 FRAMES = 30
+CHUNK = 500  # progress is printed between chunks
 _OURS = tracemalloc.Filter(True, "*/aiotracker/*", all_frames=True)
 
 
@@ -100,8 +101,12 @@ async def run(ctx: Context) -> Section:
             await method.wait(await method.submit(spec))
 
         for size in sizes:
-            await bounded(8, (one() for _ in range(size - done)))
-            done = size
+            while done < size:
+                chunk = min(CHUNK, size - done)
+                await bounded(8, (one() for _ in range(chunk)))
+                done += chunk
+                if done < size:
+                    print(f"  {done} jobs ({time.perf_counter() - start:.0f} s)", flush=True)
             stats = method.tracker.statistics()
             memory.append((size, _traced() - opened_at, rss_bytes() - rss0))
             print(
