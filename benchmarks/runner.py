@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 
 from . import arrays, idle, output, scale, submission, wait_latency
@@ -62,7 +63,7 @@ def _machine() -> str:
     )
 
 
-async def _main(args: argparse.Namespace, ctx: Context) -> list[Section]:
+async def _main(args: argparse.Namespace, ctx: Context, machine: str) -> tuple[list[Section], bool]:
     only = {int(x) for x in args.only.split(",") if x.strip()} or set(ALL)
     # SIGTERM cleans up as Ctrl-C does (asyncio.run cancels the main task on SIGINT).
     main_task = asyncio.current_task()
@@ -70,10 +71,11 @@ async def _main(args: argparse.Namespace, ctx: Context) -> list[Section]:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     print(f"aiotracker benchmarks, {ctx.sizes.mode} mode, run {RUN_LABEL}={ctx.token}")
-    print(f"machine: {_machine()}\nimage: {IMAGE}\n", flush=True)
+    print(f"machine: {machine}\nimage: {IMAGE}\n", flush=True)
     ctx.observer = Observer(DOCKER_SOCKET, f"{RUN_LABEL}={ctx.token}")
     await ctx.observer.start()
     sections: list[Section] = []
+    failed: list[int] = []
 
     async def measure(number: int, fn: Callable[[], Awaitable[list[Section]]]) -> None:
         if number not in only:
@@ -82,6 +84,11 @@ async def _main(args: argparse.Namespace, ctx: Context) -> list[Section]:
         print(f"--- measurement {number} ...", flush=True)
         try:
             done = await fn()
+        except Exception:  # one failed measurement must not lose the others
+            traceback.print_exc()
+            print(f"--- measurement {number} FAILED", flush=True)
+            failed.append(number)
+            return
         finally:
             await remove_containers(ctx)
         for section in done:
@@ -106,7 +113,9 @@ async def _main(args: argparse.Namespace, ctx: Context) -> list[Section]:
     finally:
         await ctx.observer.stop()
         await remove_containers(ctx)
-    return sorted(sections, key=lambda s: s.number)
+    if failed:
+        print(f"FAILED measurements: {', '.join(map(str, failed))}", file=sys.stderr)
+    return sorted(sections, key=lambda s: s.number), bool(failed)
 
 
 def _summary(sections: list[Section]) -> str:
@@ -124,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(FULL if args.full else QUICK)
 
     start = time.perf_counter()
-    sections: list[Section] = []
+    machine = _machine()
     try:
-        sections = asyncio.run(_main(args, ctx))
+        sections, failed = asyncio.run(_main(args, ctx, machine))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -136,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"removed {left} leftover containers of run {ctx.token}", file=sys.stderr)
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     total = time.perf_counter() - start
+    at_end = _machine()
     print(_summary(sections))
-    print(f"\ntotal {total:.0f} s ({ctx.sizes.mode} mode)")
+    print(f"\ntotal {total:.0f} s ({ctx.sizes.mode} mode); at the end: {at_end}")
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(f"<!-- {ctx.sizes.mode} run {ctx.token}: {_machine()} -->\n\n")
+            f.write(f"<!-- {ctx.sizes.mode} run {ctx.token}, {total:.0f} s -->\n")
+            f.write(f"<!-- at the start: {machine} -->\n<!-- at the end: {at_end} -->\n\n")
             f.write("\n".join(s.markdown() for s in sections))
             f.write(f"\n**Summary**\n\n```\n{_summary(sections)}\n```\n")
-            f.write(f"\nTotal {total:.0f} s ({ctx.sizes.mode} mode).\n")
-    return 0
+    return 1 if failed else 0

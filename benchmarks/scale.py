@@ -3,7 +3,8 @@
 One tracker runs ``true`` jobs (``add_job``, 8 at a time, each waited for) until its cache
 holds each size of ``Sizes.scale_jobs`` finished jobs; at each size the memory allocated in
 the tracker's code paths and still alive is measured with tracemalloc (traces whose stack
-holds an aiotracker frame: the benchmark's own bookkeeping is left out), and the RSS.
+holds an aiotracker frame: the benchmark's own bookkeeping is left out). RSS is not
+reported: with tracemalloc on, it mostly grows with tracemalloc's own traces.
 
 At ``Sizes.open_jobs`` jobs (and at the largest size), a second tracker is opened on the same
 session: the time ``open()`` takes (one list, and inspects only where the list says too
@@ -34,11 +35,10 @@ from .common import (
     fmt_ratio,
     ratio,
     remove_containers,
-    rss_bytes,
 )
 
 PART = "scale"
-FRAMES = 30
+FRAMES = 12  # deep enough to reach the aiotracker frame above json and aiohttp
 CHUNK = 500  # progress is printed between chunks
 _OURS = tracemalloc.Filter(True, "*/aiotracker/*", all_frames=True)
 
@@ -86,12 +86,10 @@ async def run(ctx: Context) -> Section:
     sizes = ctx.sizes.scale_jobs
     method = AiotrackerMethod(ctx, PART)
     spec = JobSpec(("true",))
-    memory: list[tuple[int, int, int]] = []  # (jobs, traced bytes, rss bytes)
+    memory: list[tuple[int, int]] = []  # (jobs, traced bytes)
     opened: list[OpenResult] = []
     tracemalloc.start(FRAMES)
     try:
-        gc.collect()
-        rss0 = rss_bytes()
         await method.open()
         opened_at = _traced()
         done = 0
@@ -108,7 +106,7 @@ async def run(ctx: Context) -> Section:
                 if done < size:
                     print(f"  {done} jobs ({time.perf_counter() - start:.0f} s)", flush=True)
             stats = method.tracker.statistics()
-            memory.append((size, _traced() - opened_at, rss_bytes() - rss0))
+            memory.append((size, _traced() - opened_at))
             print(
                 f"  {size} finished jobs in the cache after {time.perf_counter() - start:.0f} s "
                 f"(tracker: {stats.jobs} jobs, {stats.tasks} tasks)",
@@ -124,16 +122,13 @@ async def run(ctx: Context) -> Section:
     a = Table(
         "Memory of the tracker's cache with finished jobs",
         ["finished jobs", "allocated by aiotracker (MB)", "bytes per job",
-         "marginal bytes per job", "RSS Δ of the process (MB)"],
+         "marginal bytes per job"],
     )  # fmt: skip
-    previous = (0, 0, 0)
-    for jobs, traced, rss in memory:
+    previous = (0, 0)
+    for jobs, traced in memory:
         marginal = (traced - previous[1]) / (jobs - previous[0])
-        a.add(
-            jobs, fmt(traced / 2**20, 2), fmt(traced / jobs, 0), fmt(marginal, 0),
-            fmt(rss / 2**20, 1),
-        )  # fmt: skip
-        previous = (jobs, traced, rss)
+        a.add(jobs, fmt(traced / 2**20, 2), fmt(traced / jobs, 0), fmt(marginal, 0))
+        previous = (jobs, traced)
     a.notes.append(
         "tracemalloc: blocks still allocated whose stack holds an aiotracker frame, after "
         "gc, from the tracker's open to now (includes aiohttp/aiodocker buffers it holds)"
@@ -152,6 +147,9 @@ async def run(ctx: Context) -> Section:
     section = Section(7, "Scale", [a, b])
     per_job = memory[-1][1] / memory[-1][0]
     headline = f"{per_job:,.0f} bytes per finished job at {memory[-1][0]:,} jobs"
+    if len(memory) > 1:
+        (n0, b0), (n1, b1) = memory[-2], memory[-1]
+        headline += f" ({(b1 - b0) / (n1 - n0):,.0f} marginal)"
     if opened:
         o = opened[0]
         headline += (
