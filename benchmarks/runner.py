@@ -18,6 +18,8 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 
+import aiotracker
+
 from . import arrays, idle, output, scale, submission, wait_latency
 from .common import (
     DOCKER_SOCKET,
@@ -47,19 +49,34 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _machine() -> str:
-    def run(*cmd: str) -> str:
+def _run(*cmd: str) -> str:
+    try:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
-        return done.stdout.strip()
+    except OSError:
+        return ""
+    return done.stdout.strip()
 
-    engine = run(
+
+def _machine() -> str:
+    engine = _run(
         "docker", "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})"
     )
-    cgroup = run("docker", "info", "--format", "{{.CgroupVersion}}")
-    driver = run("docker", "info", "--format", "{{.LoggingDriver}}")
+    cgroup = _run("docker", "info", "--format", "{{.CgroupVersion}}")
+    driver = _run("docker", "info", "--format", "{{.LoggingDriver}}")
     return (
         f"{os.cpu_count()} vCPU, Docker Engine {engine}, cgroup v{cgroup}, default log driver "
-        f"{driver}, Python {sys.version.split()[0]}; load: {run('uptime').split('load')[-1]}"
+        f"{driver}, Python {sys.version.split()[0]}; load: {_run('uptime').split('load')[-1]}"
+    )
+
+
+def _version() -> str:
+    """aiotracker's version and commit (the code measured), with a mark if it has edits."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(aiotracker.__file__)))
+    commit = _run("git", "-C", root, "log", "-1", "--format=%h", "--", "aiotracker")
+    dirty = _run("git", "-C", root, "status", "--porcelain", "--", "aiotracker")
+    where = f" (last commit touching aiotracker/: {commit}" if commit else " ("
+    return (
+        f"aiotracker {aiotracker.__version__}{where}{', with uncommitted edits' if dirty else ''})"
     )
 
 
@@ -133,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(FULL if args.full else QUICK)
 
     start = time.perf_counter()
-    machine = _machine()
+    machine = f"{_machine()}; {_version()}"
     try:
         sections, failed = asyncio.run(_main(args, ctx, machine))
     except (KeyboardInterrupt, asyncio.CancelledError):
