@@ -254,7 +254,19 @@ class DockerClient:
         return str(raw["Id"])
 
     async def start(self, cid: str) -> None:
-        await self._post(f"containers/{cid}/start", cid, "start")
+        try:
+            await self._request(f"containers/{cid}/start", "POST")
+        except DockerError as exc:
+            message = str(exc.message)
+            # A 404 naming something else (a network, a namespace's container) or a 500 (unknown
+            # user, no GPU driver, the OCI runtime refusing): the job's config cannot run here.
+            if (exc.status == 404 and cid not in message) or exc.status == 500:
+                raise InvalidArgumentError(
+                    f"the engine cannot start the job: {message}", job_id=cid
+                ) from exc
+            raise translate(exc, what="start", job_id=cid) from exc
+        except _ENGINE_ERRORS as exc:
+            raise translate(exc, what="start", job_id=cid) from exc
 
     async def kill(self, cid: str) -> None:
         await self._post(f"containers/{cid}/kill", cid, "terminate")

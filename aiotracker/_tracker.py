@@ -862,9 +862,7 @@ class DockerTracker:
         ``DrmCommunicationError`` if the engine stays away longer than ``engine_timeout``.
         """
         self._check_open()
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0 or
-                                    math.isnan(timeout)):  # fmt: skip
-            raise InvalidArgumentError(f"timeout must be None or >= 0, got {timeout!r}")
+        _check_timeout(timeout)
         for s in states:
             if not isinstance(s, JobState):
                 raise InvalidArgumentError(f"wait takes JobState values, got {s!r}")
@@ -1036,6 +1034,7 @@ class DockerTracker:
         self, array_id: str, *states: JobState, timeout: float | None = None
     ) -> dict[str, JobState]:
         """Wait until every task is in one of ``states`` (default: finished); task id -> state."""
+        _check_timeout(timeout)
         ids = await self.list_array_jobs(array_id)
         deadline = None if timeout is None else anyio.current_time() + timeout
         out: dict[str, JobState] = {}
@@ -1054,6 +1053,13 @@ def _action(action: JobControlAction | str) -> JobControlAction:
     except ValueError:
         valid = ", ".join(a.value for a in JobControlAction)
         raise InvalidArgumentError(f"unknown job control action {action!r} ({valid})") from None
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (
+        not isinstance(timeout, int | float) or timeout < 0 or math.isnan(timeout)
+    ):
+        raise InvalidArgumentError(f"timeout must be None or >= 0, got {timeout!r}")
 
 
 def _require(
