@@ -79,6 +79,12 @@ class Observer:
         self.seen: dict[str, dict[str, Seen]] = defaultdict(dict)
         self.all_events: list[tuple[str, str, Seen]] = []
         self._futures: dict[tuple[str, str], asyncio.Future[Seen]] = {}
+        self.recording = True  # False: lines are read and dropped
+
+    def clear(self) -> None:
+        """Forget what was seen (between measurements: it only grows)."""
+        self.seen.clear()
+        self.all_events.clear()
 
     async def start(self) -> None:
         since = f"{time.time() - 1:.9f}"
@@ -96,6 +102,8 @@ class Observer:
         assert self._proc is not None
         assert self._proc.stdout is not None
         while line := await self._proc.stdout.readline():
+            if not self.recording and not self._futures:
+                continue
             recv, _, raw = line.partition(b" ")
             event = json.loads(raw)
             actor = event.get("Actor") or {}

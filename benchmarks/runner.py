@@ -108,6 +108,7 @@ async def _main(args: argparse.Namespace, ctx: Context, machine: str) -> tuple[l
             return
         finally:
             await remove_containers(ctx)
+            ctx.observer.clear()
         for section in done:
             section.seconds = time.perf_counter() - start
             print(section.text(), flush=True)
