@@ -12,8 +12,10 @@ Two rules keep it right when events arrive late, twice or out of order:
   a reconnect re-sends events the list already reflects). An inspect is applied only if no
   event of its job was applied while it was in flight (``seq``); else it is repeated.
 - *Publication*: a terminal state (DONE, FAILED) is published only when the exit status is
-  known (``settle``, after an inspect) and the job's output files are closed
-  (``output_done``); until then the job reads as it last did.
+  known and the job's output files are closed (``output_done``); until then the job reads as
+  it last did. The exit status is known from the die event for aiotracker's own jobs with no
+  restart policy (their die is final), else from the inspect that follows every die
+  (``settle``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from ._mapping import (
     ARRAY_INDEX_LABEL,
     ARRAY_LABEL,
     AUTO_REMOVE_LABEL,
+    MANAGED_LABEL,
+    RESTART_LABEL,
     state_from_details,
     state_from_event,
 )
@@ -84,6 +88,10 @@ class Job:
     final: JobState | None = None
     # The engine removes the container at exit (rm): the die's exit code is how it ended.
     auto_remove: bool = False
+    # Made by aiotracker with no restart policy: a die is final, and its exit code (the
+    # engine sets State.ExitCode before it logs the die) is published without waiting for the
+    # inspect, which follows to confirm. Others' jobs wait for the inspect.
+    die_is_final: bool = False
     die_exit_code: int | None = None
     waiters: list[Waiter] = field(default_factory=list)
 
@@ -170,7 +178,9 @@ class StateCache:
             if labels and ARRAY_LABEL in labels:
                 job.array_id = labels[ARRAY_LABEL]
                 job.index = _int(labels.get(ARRAY_INDEX_LABEL))
-            job.auto_remove = labels is not None and labels.get(AUTO_REMOVE_LABEL) == "1"
+            if labels is not None:
+                job.auto_remove = labels.get(AUTO_REMOVE_LABEL) == "1"
+                job.die_is_final = MANAGED_LABEL in labels and RESTART_LABEL not in labels
             self._jobs[job_id] = job
             changes.append(Change(job_id, job.array_id, state))
             return out, changes
@@ -223,6 +233,9 @@ class StateCache:
             job.exited = True
             code = event.attributes.get("exitCode")
             job.die_exit_code = _int(code) if code is not None else None
+            if job.die_is_final and job.die_exit_code is not None:
+                end = JobState.DONE if job.die_exit_code == 0 else JobState.FAILED
+                self._set(job, end, out, changes)  # held back while output is pending
             return out, changes, True
         if event.action == "oom":
             return out, changes, False

@@ -36,6 +36,9 @@ ARRAY_MAX_PARALLEL_LABEL = "aiotracker.array.max_parallel"
 # Set when the engine removes the container at exit (the rm extension): its die's exit code is
 # then how the job ended, whereas a job removed by someone else is simply gone.
 AUTO_REMOVE_LABEL = "aiotracker.auto_remove"
+# Set when the job has a restart policy: its die is then not final (the engine may start it
+# again), so the tracker waits for an inspect before it publishes a terminal state.
+RESTART_LABEL = "aiotracker.restart"
 LABEL_FORMAT_VERSION = "1"
 
 # Docker has no "held" or "cancelled" state for a container that was never started, and labels
@@ -592,6 +595,9 @@ def create_config(
     _apply_extensions(template.extensions, config, host)
     if host.get("AutoRemove"):
         all_labels[AUTO_REMOVE_LABEL] = "1"
+    policy = host.get("RestartPolicy", {}).get("Name", "no")
+    if policy != "no":
+        all_labels[RESTART_LABEL] = policy
     config["HostConfig"] = host
     return config
 

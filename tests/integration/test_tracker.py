@@ -271,13 +271,24 @@ async def test_wait_negative_timeout(tracker: DockerTracker, template: Make) -> 
 
 
 async def test_wait_deleted_job(tracker: DockerTracker, template: Make) -> None:
-    """A job deleted (by anyone) while waited on wakes the wait with JobNotFoundError."""
-    job_id = await tracker.add_job(template("sleep", "100"))
-    pending = asyncio.ensure_future(tracker.wait(job_id, JobState.SUSPENDED))
+    """A job removed (by anyone) while waited on wakes the wait with JobNotFoundError."""
+    job_id = await tracker.add_job(template("true", submit_as_hold=True))
+    pending = asyncio.ensure_future(tracker.wait(job_id))
     await asyncio.sleep(0.1)
     subprocess.run(["docker", "rm", "-f", job_id], capture_output=True, check=True)
     with pytest.raises(JobNotFoundError):
         await asyncio.wait_for(pending, 30)
+    with pytest.raises(JobNotFoundError):
+        await tracker.job_state(job_id)
+
+
+async def test_wait_running_job_force_removed(tracker: DockerTracker, template: Make) -> None:
+    """docker rm -f kills a running job before removing it: the wait sees it end FAILED."""
+    job_id = await tracker.add_job(template("sleep", "100"))
+    pending = asyncio.ensure_future(tracker.wait(job_id))
+    await asyncio.sleep(0.1)
+    subprocess.run(["docker", "rm", "-f", job_id], capture_output=True, check=True)
+    assert await asyncio.wait_for(pending, 30) is JobState.FAILED
 
 
 async def test_concurrent_waits_one_stream(tracker: DockerTracker, template: Make) -> None:

@@ -22,6 +22,8 @@ from aiotracker._mapping import (
     ARRAY_LABEL,
     AUTO_REMOVE_LABEL,
     HELD_SUFFIX,
+    MANAGED_LABEL,
+    RESTART_LABEL,
     TERMINATED_SUFFIX,
 )
 from aiotracker._records import ContainerDetails, ContainerEvent
@@ -526,3 +528,43 @@ def test_forget_removes_the_job() -> None:
 def test_job_repr_shows_short_id_and_state() -> None:
     """A cache entry's repr is short enough to read in a failing assertion."""
     assert repr(running_cache().require(JOB)) == "<Job aaaaaaaaaaaa… RUNNING>"
+
+
+async def test_die_of_own_job_publishes_at_once() -> None:
+    """aiotracker's job with no restart policy ends at its die: the inspect only confirms."""
+    cache = StateCache()
+    apply(cache, event("create", 1, **{MANAGED_LABEL: "1"}), event("start", 2))
+    w = waiter(cache, DONE_OR_FAILED)
+    wakeups, _, needs_inspect = cache.apply(event("die", 3, exitCode="2"))
+    wakeups.resolve()
+    assert needs_inspect
+    assert w.future.result() is JobState.FAILED
+    assert cache.require(JOB).state is JobState.FAILED
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [{MANAGED_LABEL: "1", RESTART_LABEL: "on-failure"}, {}],
+    ids=["restart-policy", "not-made-by-aiotracker"],
+)
+async def test_die_that_may_not_be_final_waits_for_the_inspect(labels: dict[str, str]) -> None:
+    """A die of a job with a restart policy, or of another tool's job, publishes nothing."""
+    cache = StateCache()
+    apply(cache, event("create", 1, **labels), event("start", 2))
+    w = waiter(cache, DONE_OR_FAILED)
+    apply(cache, event("die", 3, exitCode="0"))
+    assert not w.future.done()
+    assert cache.require(JOB).state is JobState.RUNNING
+
+
+async def test_die_of_own_job_waits_for_its_output() -> None:
+    """The die's end is held back while the output files are still being written."""
+    cache = StateCache()
+    apply(cache, event("create", 1, **{MANAGED_LABEL: "1"}), event("start", 2))
+    cache.begin_output(JOB)
+    w = waiter(cache, DONE_OR_FAILED)
+    apply(cache, event("die", 3, exitCode="0"))
+    assert not w.future.done()
+    wakeups, _ = cache.output_done(JOB)
+    wakeups.resolve()
+    assert w.future.result() is JobState.DONE

@@ -30,6 +30,7 @@ from aiotracker._mapping import (
     HELD_SUFFIX,
     LABEL_FORMAT_VERSION,
     MANAGED_LABEL,
+    RESTART_LABEL,
     SESSION_LABEL,
     SUBMISSION_HOST_LABEL,
     TEMPLATE_LABEL,
@@ -595,11 +596,15 @@ def test_valid_extension(name: str, value: str, key: str, expected: object) -> N
     assert {k: host[k] for k in plain_host} == plain_host
     config["Labels"].pop(TEMPLATE_LABEL)
     assert {k: config[k] for k in plain} == {**plain, "Labels": config["Labels"]}
-    auto_remove = {AUTO_REMOVE_LABEL: "1"} if (name, value.lower()) == ("rm", "true") else {}
+    flags = {}
+    if (name, value.lower()) == ("rm", "true"):
+        flags[AUTO_REMOVE_LABEL] = "1"
+    if name == "restart" and value != "no":
+        flags[RESTART_LABEL] = value.partition(":")[0]
     assert config["Labels"] == {
         SESSION_LABEL: "s",
         MANAGED_LABEL: LABEL_FORMAT_VERSION,
-        **auto_remove,
+        **flags,
     }
     extra_config = {k: v for k, v in config.items() if k not in plain}
     extra_host = {k: v for k, v in host.items() if k not in plain_host}
