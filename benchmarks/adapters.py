@@ -13,9 +13,8 @@ wall clock: the engine runs on this host).
   per call, with the client's defaults (urllib3 pool of 10).
 - ``RawMethod``: aiodocker create+start with nothing else (the limit for submission).
 - ``EventsOnlyMethod``: a reference, not a product: raw submission, and waits resolved by
-  the ``die`` event alone (aiodocker's event subscriber, no inspect): the floor of an
-  in-process event-driven wait, and what aiotracker would reach if it published the terminal
-  state from the ``die`` event's ``exitCode``.
+  the ``die`` event alone (aiodocker's event subscriber, no inspect, no cache): the floor of
+  an in-process event-driven wait.
 """
 
 from __future__ import annotations

@@ -183,7 +183,9 @@ def remove_containers_sync(token: str) -> int:
 
 
 def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
+    """The median of the values that are not NaN (a run that could not be timed)."""
+    known = [v for v in values if not math.isnan(v)]
+    return statistics.median(known) if known else math.nan
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -93,18 +93,21 @@ async def _aiotracker(ctx: Context, size: int, expected: str, traced: bool) -> R
         if tracemalloc.is_tracing():
             tracemalloc.stop()
         await method.close()
-    _times(ctx, row, cid, t0, end)
+    await _times(ctx, row, cid, t0, end)
     row.ok = _check(path, size, expected)
     return row
 
 
-def _times(ctx: Context, row: Run, cid: str, t0: int, end: int) -> None:
-    start, die = ctx.observer.get(cid, "start"), ctx.observer.get(cid, "die")
+async def _times(ctx: Context, row: Run, cid: str, t0: int, end: int) -> None:
+    """Fill in the times; the observer's events may arrive after the wait returned."""
     row.total = (end - t0) / 1e9
-    if die is not None:
-        row.after_exit = (end - die.time_ns) / 1e9
-        if start is not None:
-            row.ran = (die.time_ns - start.time_ns) / 1e9
+    try:
+        start = await ctx.observer.wait_for(cid, "start", 10)
+        die = await ctx.observer.wait_for(cid, "die", 10)
+    except TimeoutError:
+        return
+    row.after_exit = (end - die.time_ns) / 1e9
+    row.ran = (die.time_ns - start.time_ns) / 1e9
 
 
 async def _after_exit(ctx: Context, size: int, expected: str, driver: str | None, how: str) -> Run:
@@ -142,7 +145,7 @@ async def _after_exit(ctx: Context, size: int, expected: str, driver: str | None
             row.memory_kind = "RSS peak Δ"
     finally:
         await method.close()
-    _times(ctx, row, cid, t0, end)
+    await _times(ctx, row, cid, t0, end)
     row.ok = _check(path, size, expected)
     return row
 

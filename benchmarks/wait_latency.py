@@ -166,8 +166,8 @@ async def run(ctx: Context) -> Section:
         "socket - timeNano"
     )
     table.notes.append(
-        "die event only = raw jobs, waits resolved by aiodocker's event subscriber on the die "
-        "event alone: what aiotracker would reach if it did not inspect before publishing"
+        "die event only = raw jobs whose waits are resolved by aiodocker's event subscriber "
+        "on the die event alone, no inspect, no cache: the floor of an in-process event wait"
     )
     errors = sorted({e for res in results.values() for e in res.errors})
     if errors:
