@@ -189,7 +189,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (p99 of 50 samples is the largest but none)."""
+    """Nearest-rank percentile (p99 of 50 samples is the largest; of 250, the third largest)."""
     if not values:
         return math.nan
     ordered = sorted(values)
