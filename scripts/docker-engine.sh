@@ -37,6 +37,10 @@ start_engine() {
     have_root || die "no engine answers and starting dockerd needs root"
     # containerd may be left running by the package's postinst on a systemd host; dockerd starts
     # its own otherwise.
+    # A pid file left by a daemon that died stops a new one from starting.
+    if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+        rm -f /var/run/docker.pid
+    fi
     say "starting dockerd (log: $LOG)"
     nohup dockerd \
         --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
