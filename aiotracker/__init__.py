@@ -9,6 +9,7 @@
 
 from ._exceptions import (
     DrmCommunicationError,
+    EngineError,
     ImageNotFoundError,
     InternalError,
     InvalidArgumentError,
@@ -33,6 +34,7 @@ __all__ = [
     "JobTemplate",
     # exceptions
     "DrmCommunicationError",
+    "EngineError",
     "ImageNotFoundError",
     "InternalError",
     "InvalidArgumentError",

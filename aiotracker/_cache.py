@@ -21,51 +21,20 @@ Two rules keep it right when events arrive late, twice or out of order:
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from ._exceptions import InvalidStateError, JobNotFoundError, TrackerError
-from ._mapping import (
-    ARRAY_INDEX_LABEL,
-    ARRAY_LABEL,
-    AUTO_REMOVE_LABEL,
-    MANAGED_LABEL,
-    RESTART_LABEL,
-    state_from_details,
-    state_from_event,
-)
+from ._engine.base import ContainerDetails, ContainerEvent
+from ._exceptions import JobNotFoundError, TrackerError
+from ._labels import JobMeta
+from ._mapping import state_from_details, state_from_event
 from ._model import JobState
-from ._records import ContainerDetails, ContainerEvent
+from ._waiters import Waiter, Wakeups, unreachable
 
 TERMINAL = frozenset({JobState.DONE, JobState.FAILED})
+_GONE_KEPT = 4096
 ACTIVE = frozenset({JobState.RUNNING, JobState.SUSPENDED})
-
-
-class Waiter:
-    """One pending ``wait``: the states it wants and the future that answers it."""
-
-    __slots__ = ("future", "job_id", "wanted")
-
-    def __init__(self, job_id: str, wanted: frozenset[JobState], future: asyncio.Future[JobState]):
-        self.job_id = job_id
-        self.wanted = wanted
-        self.future = future
-
-
-Wakeup = tuple[Waiter, JobState | TrackerError]
-
-
-class Wakeups(list[Wakeup]):
-    """Waiters to resolve, each with its state or error; ``resolve()`` does it."""
-
-    def resolve(self) -> None:
-        for waiter, outcome in self:
-            if waiter.future.done():
-                continue
-            if isinstance(outcome, JobState):
-                waiter.future.set_result(outcome)
-            else:
-                waiter.future.set_exception(outcome)
 
 
 @dataclass(slots=True, eq=False)
@@ -77,6 +46,7 @@ class Job:
     version_ns: int = 0
     array_id: str | None = None
     index: int = 0
+    array_last: int = 0
     ever_started: bool = False
     # Bumped by every applied event: an inspect older than the latest event is not applied.
     seq: int = 0
@@ -93,6 +63,12 @@ class Job:
     # inspect, which follows to confirm. Others' jobs wait for the inspect.
     die_is_final: bool = False
     die_exit_code: int | None = None
+    # The container is gone (rm=true), but its end waits for the output: forgotten after.
+    removed: bool = False
+    # What the tracker could not do for this job ("output incomplete: ..."), in order.
+    faults: list[str] = field(default_factory=list)
+    # The cache's tick when the entry was made: a listing older than that cannot know it.
+    born: int = 0
     waiters: list[Waiter] = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -114,6 +90,15 @@ class StateCache:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._waiters = 0
+        self._tick = 0
+        # Ids of containers that are gone: an id is never reused, so nothing late (an
+        # inspect in flight when the destroy came) may bring one back.
+        self._gone: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    @property
+    def tick(self) -> int:
+        """Increases with every job added: ``forget_absent`` spares jobs born after a tick."""
+        return self._tick
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -150,7 +135,7 @@ class StateCache:
             if state in waiter.wanted:
                 out.append((waiter, state))
             elif state in TERMINAL:
-                out.append((waiter, _unreachable(job.job_id, waiter.wanted, state)))
+                out.append((waiter, unreachable(job.job_id, waiter.wanted, state)))
 
     def add(
         self,
@@ -170,19 +155,22 @@ class StateCache:
         out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is None:
-            job = Job(job_id, state, version_ns=version_ns, ever_started=ever_started)
+            if job_id in self._gone:
+                return out, changes
+            self._tick += 1
+            job = Job(
+                job_id, state, version_ns=version_ns, ever_started=ever_started, born=self._tick
+            )
             if output_pending:
                 job.output_pending = True
                 if state in TERMINAL:
                     job.state, job.final = JobState.RUNNING, state
-            if labels and ARRAY_LABEL in labels:
-                job.array_id = labels[ARRAY_LABEL]
-                job.index = _int(labels.get(ARRAY_INDEX_LABEL))
             if labels is not None:
-                job.auto_remove = labels.get(AUTO_REMOVE_LABEL) == "1"
-                job.die_is_final = MANAGED_LABEL in labels and RESTART_LABEL not in labels
+                meta = JobMeta.from_labels(labels)
+                job.array_id, job.index, job.array_last = meta.array_id, meta.index, meta.last
+                job.auto_remove, job.die_is_final = meta.auto_remove, meta.die_is_final
             self._jobs[job_id] = job
-            changes.append(Change(job_id, job.array_id, state))
+            changes.append(Change(job_id, job.array_id, job.state))
             return out, changes
         if version_ns and version_ns < job.version_ns:
             return out, changes
@@ -209,10 +197,16 @@ class StateCache:
                 end = job.final
                 if end is None and job.exited and job.die_exit_code is not None:
                     end = JobState.DONE if job.die_exit_code == 0 else JobState.FAILED
+                if end is not None and job.output_pending:
+                    # The end is published, and the job forgotten, once its files are done.
+                    job.final, job.removed = end, True
+                    return out, changes, False
                 if end is not None and job.state not in TERMINAL:
                     self._publish(job, end, out, changes)  # before forgetting: waiters see it
             if job is not None:
                 self._forget(job, out, changes)
+            else:
+                self._bury(event.container_id)
             return out, changes, False
         if job is None:
             if event.action == "create":
@@ -261,6 +255,8 @@ class StateCache:
         state = state_from_details(details)
         job = self._jobs.get(details.container_id)
         if job is None:
+            if seq is not None or details.container_id in self._gone:
+                return None  # forgotten while the inspect was in flight: stays forgotten
             return self.add(
                 details.container_id, state, labels=dict(details.labels),
                 ever_started=details.started_at is not None,
@@ -311,6 +307,36 @@ class StateCache:
             if job.final is not None:
                 final, job.final = job.final, None
                 self._publish(job, final, out, changes)
+            if job.removed:
+                self._forget(job, out, changes)
+        return out, changes
+
+    def add_fault(self, job_id: str, text: str) -> None:
+        """Record what the tracker could not do for a job (its state is the engine's)."""
+        job = self._jobs.get(job_id)
+        if job is not None and text not in job.faults:
+            job.faults.append(text)
+
+    def start_failed(self, job_id: str, reason: str) -> tuple[Wakeups, list[Change]]:
+        """``start`` was refused for the job's own reason: it ends FAILED (no die will come)."""
+        out, changes = Wakeups(), list[Change]()
+        job = self._jobs.get(job_id)
+        if job is not None and job.state not in TERMINAL:
+            job.ever_started = True  # never to be started again
+            job.faults.append(f"not started: {reason}")
+            self._set(job, JobState.FAILED, out, changes)
+        return out, changes
+
+    def forget_absent(self, present: set[str], before_tick: int) -> tuple[Wakeups, list[Change]]:
+        """After a listing: forget the jobs it does not hold that were known before it began.
+
+        Jobs added since (created while the list was in flight) are spared: the list could
+        not know them.
+        """
+        out, changes = Wakeups(), list[Change]()
+        for job in list(self._jobs.values()):
+            if job.job_id not in present and job.born <= before_tick and not job.removed:
+                self._forget(job, out, changes)
         return out, changes
 
     def forget(self, job_id: str) -> tuple[Wakeups, list[Change]]:
@@ -320,8 +346,14 @@ class StateCache:
             self._forget(job, out, changes)
         return out, changes
 
+    def _bury(self, job_id: str) -> None:
+        self._gone[job_id] = None
+        if len(self._gone) > _GONE_KEPT:
+            self._gone.popitem(last=False)
+
     def _forget(self, job: Job, out: Wakeups, changes: list[Change]) -> None:
         del self._jobs[job.job_id]
+        self._bury(job.job_id)
         changes.append(Change(job.job_id, job.array_id, None))
         for waiter in job.waiters:
             out.append(
@@ -338,7 +370,7 @@ class StateCache:
         if job.state in wanted:
             return job.state
         if job.state in TERMINAL:
-            raise _unreachable(job_id, wanted, job.state)
+            raise unreachable(job_id, wanted, job.state)
         waiter = Waiter(job_id, wanted, loop.create_future())
         job.waiters.append(waiter)
         self._waiters += 1
@@ -368,13 +400,6 @@ class StateCache:
         return sorted(
             (j for j in self._jobs.values() if j.array_id == array_id), key=lambda j: j.index
         )
-
-
-def _unreachable(job_id: str, wanted: frozenset[JobState], state: JobState) -> InvalidStateError:
-    names = ", ".join(sorted(s.name for s in wanted))
-    return InvalidStateError(
-        f"job {job_id} ended {state.name} and can never reach {names}", job_id=job_id
-    )
 
 
 def _int(text: str | None) -> int:

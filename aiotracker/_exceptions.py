@@ -11,6 +11,7 @@
     ├── UnsupportedOperationError
     ├── WaitTimeoutError (TimeoutError)
     ├── DrmCommunicationError
+    ├── EngineError
     └── InternalError
 
 Errors about one job carry its id as ``job_id`` (``None`` where no job is concerned); an
@@ -83,6 +84,14 @@ class DrmCommunicationError(TrackerError):
     Raised when opening a tracker on an engine that does not answer, by any call that needs
     the engine while it is away, and to pending waits once the engine has been gone for
     longer than the tracker's ``engine_timeout``.
+    """
+
+
+class EngineError(TrackerError):
+    """The engine failed to carry out a call for a reason that is not the job's own.
+
+    An engine 5xx such as a full disk, a port already allocated or containerd being down:
+    the template is fine and the same call may work later (unlike ``InvalidArgumentError``).
     """
 
 

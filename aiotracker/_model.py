@@ -128,7 +128,9 @@ class JobInfo:
 
     Times are timezone-aware (UTC) and ``None`` until reached; ``exit_status`` is ``None``
     until the job finished; ``terminating_signal`` names the signal (``"SIGKILL"``) when the
-    exit status says the job was killed by one (exit status 128 + n).
+    exit status says the job was killed by one (exit status 128 + n). ``faults`` lists what
+    the tracker could not do for the job ("output incomplete: <reason>", "stdin not fed: ...",
+    "not started: ..."), each also in ``annotation``; the job's state is still the engine's.
     """
 
     job_id: str
@@ -149,5 +151,6 @@ class JobInfo:
     dispatch_time: datetime | None = None
     finish_time: datetime | None = None
     extensions: Mapping[str, str] = field(default_factory=dict)
+    faults: tuple[str, ...] = ()
 
     __hash__ = None  # type: ignore[assignment]  # holds a mapping: not hashable

@@ -41,8 +41,8 @@ from aiotracker import (
     TrackerClosedError,
     TrackerError,
 )
-from aiotracker._docker import EVENT_ACTIONS
-from aiotracker._mapping import SESSION_LABEL
+from aiotracker._engine.base import EVENT_ACTIONS
+from aiotracker._labels import SESSION_LABEL
 from tests.conftest import RUN_LABEL, RUN_TOKEN, TEST_IMAGE
 from tests.integration._dockerd import ExtraEngine
 from tests.integration._engine import EngineAPI, parse_ns, parse_since

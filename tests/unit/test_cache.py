@@ -17,7 +17,8 @@ from aiotracker import (
     TrackerClosedError,
 )
 from aiotracker._cache import Change, StateCache, Waiter, Wakeups
-from aiotracker._mapping import (
+from aiotracker._engine.base import ContainerDetails, ContainerEvent
+from aiotracker._labels import (
     ARRAY_INDEX_LABEL,
     ARRAY_LABEL,
     AUTO_REMOVE_LABEL,
@@ -26,7 +27,6 @@ from aiotracker._mapping import (
     RESTART_LABEL,
     TERMINATED_SUFFIX,
 )
-from aiotracker._records import ContainerDetails, ContainerEvent
 
 JOB = "a" * 64
 OTHER = "b" * 64

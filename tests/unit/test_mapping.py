@@ -21,7 +21,16 @@ from typing import Any
 import pytest
 
 from aiotracker import InvalidArgumentError, JobInfo, JobState, JobTemplate
-from aiotracker._mapping import (
+from aiotracker._config import (
+    ArrayTask,
+    PortBinding,
+    create_config,
+    parse_port_spec,
+    parse_port_specs,
+    validate_image_reference,
+)
+from aiotracker._engine.base import ContainerDetails
+from aiotracker._labels import (
     ARRAY_INDEX_LABEL,
     ARRAY_LABEL,
     ARRAY_MAX_PARALLEL_LABEL,
@@ -35,25 +44,22 @@ from aiotracker._mapping import (
     SUBMISSION_HOST_LABEL,
     TEMPLATE_LABEL,
     TERMINATED_SUFFIX,
-    ArrayTask,
-    PortBinding,
     base_name,
-    create_config,
-    decode_template_label,
-    encode_template_label,
+    validate_job_name,
+)
+from aiotracker._mapping import (
     job_info_from_details,
-    parse_go_time,
-    parse_port_spec,
-    parse_port_specs,
     signal_name,
     state_from_details,
     state_from_event,
     state_from_summary,
     task_indexes,
-    validate_image_reference,
-    validate_job_name,
 )
-from aiotracker._records import ContainerDetails
+from aiotracker._template_label import (
+    decode_template_label,
+    encode_template_label,
+    parse_go_time,
+)
 
 CWD = "/home/user/work"
 LOG_CONFIG = {"Type": "local", "Config": {}}

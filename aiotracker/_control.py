@@ -1,0 +1,146 @@
+"""Job control: suspend, resume, hold, release, terminate.
+
+Each action is decided from the cache and, when the cache says no, from the engine (a second
+tracker's cache may lag its events): the job is inspected and the decision made again before
+``InvalidStateError``. An engine answer that the job moved meanwhile (it exited between the
+check and the call) is ``InvalidStateError`` too: a user cannot stop a job from ending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Collection
+
+from ._arrays import ArrayLauncher
+from ._cache import ACTIVE, Change, StateCache
+from ._engine.base import Engine
+from ._errors import engine_errors
+from ._exceptions import InvalidStateError, JobNotFoundError, TrackerError
+from ._labels import HELD_SUFFIX, TERMINATED_SUFFIX
+from ._model import JobControlAction, JobState
+from ._submit import Submitter, rename_mark
+from ._sync import Sync
+from ._waiters import Wakeups
+
+_QUEUED = frozenset({JobState.QUEUED, JobState.QUEUED_HELD})
+# The states each action applies to.
+_ALLOWED: dict[JobControlAction, frozenset[JobState]] = {
+    JobControlAction.SUSPEND: frozenset({JobState.RUNNING}),
+    JobControlAction.RESUME: frozenset({JobState.SUSPENDED}),
+    JobControlAction.HOLD: _QUEUED,
+    JobControlAction.RELEASE: _QUEUED,
+    JobControlAction.TERMINATE: ACTIVE | _QUEUED,
+}
+
+
+class Controller:
+    """Carries out job control actions on one job at a time."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        cache: StateCache,
+        sync: Sync,
+        submitter: Submitter,
+        launcher: ArrayLauncher,
+        publish: Callable[[tuple[Wakeups, list[Change]] | None], None],
+    ) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._sync = sync
+        self._submitter = submitter
+        self._launcher = launcher
+        self._publish = publish
+
+    async def control(self, job_id: str, act: JobControlAction) -> None:
+        """Take the array's lock (not for suspend) and act."""
+        job = self._cache.require(job_id)
+        if act is JobControlAction.SUSPEND or job.array_id is None:
+            await self.act(job_id, act)
+            return
+        async with self._launcher.lock(job.array_id):
+            await self.act(job_id, act)
+
+    async def act(self, job_id: str, act: JobControlAction) -> None:
+        """One action; the caller holds the array's lock if the job is a task."""
+        state = await self._state_for(job_id, act, _ALLOWED[act])
+        try:
+            await self._do(job_id, act, state)
+        except TrackerError as exc:
+            if isinstance(exc, JobNotFoundError):
+                raise
+            # Did the job move between our check and the engine's? Then it is its state.
+            try:
+                await self._sync.refresh(job_id)
+            except TrackerError:
+                raise exc from None
+            now = self._cache.require(job_id).state
+            if now not in _ALLOWED[act] or isinstance(exc, InvalidStateError):
+                raise InvalidStateError(
+                    f"cannot {act.value} job {job_id}: it is {now.name}", job_id=job_id
+                ) from exc
+            raise
+
+    async def _state_for(
+        self, job_id: str, act: JobControlAction, allowed: Collection[JobState]
+    ) -> JobState:
+        """The job's state if the action applies; the engine is asked before saying no."""
+        state = self._cache.require(job_id).state
+        if state in allowed:
+            return state
+        await self._sync.refresh(job_id)
+        state = self._cache.require(job_id).state
+        if state not in allowed:
+            raise InvalidStateError(
+                f"cannot {act.value} job {job_id}: it is {state.name}", job_id=job_id
+            )
+        return state
+
+    async def _do(self, job_id: str, act: JobControlAction, state: JobState) -> None:
+        job = self._cache.require(job_id)
+        if act is JobControlAction.SUSPEND:
+            with engine_errors("suspend", job_id):
+                await self._engine.pause(job_id)
+            self._publish(self._cache.set_state(job_id, JobState.SUSPENDED))
+        elif act is JobControlAction.RESUME:
+            with engine_errors("resume", job_id):
+                await self._engine.unpause(job_id)
+            self._publish(self._cache.set_state(job_id, JobState.RUNNING))
+        elif act is JobControlAction.HOLD:
+            if state is JobState.QUEUED:
+                await rename_mark(self._engine, job_id, HELD_SUFFIX)
+                self._publish(self._cache.set_state(job_id, JobState.QUEUED_HELD))
+        elif act is JobControlAction.RELEASE:
+            await self._release(job_id, state, job.array_id)
+        elif state in _QUEUED and not job.ever_started:
+            await rename_mark(self._engine, job_id, TERMINATED_SUFFIX)
+            self._publish(self._cache.set_state(job_id, JobState.FAILED))
+        else:
+            if not job.die_is_final:  # a restart policy, or a job made by another tool
+                with engine_errors("inspect", job_id):
+                    details = await self._engine.inspect(job_id)
+                if details.restart_policy:
+                    with engine_errors("update", job_id):
+                        await self._engine.disable_restart(job_id)  # or it starts again
+            with engine_errors("terminate", job_id):
+                await self._engine.kill(job_id)
+
+    async def _release(self, job_id: str, state: JobState, array_id: str | None) -> None:
+        """An array task is unmarked and left to its launcher. A single job is started first
+        and unmarked after: a failure in between leaves it running, never stranded; a job
+        QUEUED but never started (an earlier release failed) is started by a second one."""
+        if array_id is not None:
+            if state is JobState.QUEUED_HELD:
+                await rename_mark(self._engine, job_id, "")
+                self._publish(self._cache.set_state(job_id, JobState.QUEUED))
+            self._launcher.wake_all()
+            return
+        if self._cache.require(job_id).ever_started:
+            return
+        launch = await self._submitter.launch_of(job_id)
+        reason = await self._submitter.start(job_id, launch)
+        if reason is not None:
+            raise reason
+        if state is JobState.QUEUED_HELD:
+            with contextlib.suppress(TrackerError):  # a started job's mark means nothing
+                await rename_mark(self._engine, job_id, "", require_created=False)

@@ -1,0 +1,175 @@
+"""The output copier: a job's stdout and stderr from the engine into its files; its stdin.
+
+One task per job with output files, owned by the tracker's task group. A file error (a
+directory removed, a full disk, no descriptor left, a path that became a directory) concerns
+that job only: it is recorded on the job as a fault ("output incomplete: ..."), the stream is
+still drained (a job whose output nobody reads would block), the job's state stays what the
+engine says, and its end is published as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import IO, Literal
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from ._cache import ACTIVE, TERMINAL, Change, StateCache
+from ._engine.base import Engine, OutputReader
+from ._errors import engine_errors
+from ._exceptions import InvalidArgumentError, TrackerError
+from ._labels import MANAGED_LABEL, TEMPLATE_LABEL
+from ._model import JobState
+from ._output import OutputFiles, OutputPlan, has_partial, plan_output
+from ._template_label import decode_template_label
+from ._waiters import Wakeups
+
+log = logging.getLogger("aiotracker")
+
+Source = Literal["attach", "replay", "logs"]
+
+
+class OutputCopier:
+    """Copies jobs' output to their files; counts the streams it holds open."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        cache: StateCache,
+        publish: Callable[[tuple[Wakeups, list[Change]] | None], None],
+    ) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._publish = publish
+        self.streams: dict[str, anyio.CancelScope] = {}
+
+    def _fault(self, job_id: str, text: str) -> None:
+        log.warning("job %s: %s", job_id[:12], text)
+        self._cache.add_fault(job_id, text)
+
+    async def copy(
+        self, job_id: str, plan: OutputPlan, source: Source,
+        job_started: asyncio.Future[bool] | None,
+        *, task_status: anyio.abc.TaskStatus[None],
+    ) -> None:  # fmt: skip
+        """Copy the job's output to its files until the stream ends.
+
+        ``source``: "attach" before a start (ready once attached: nothing is missed);
+        "replay" (attach with the log so far) for a job found running when the tracker
+        opened; "logs" for one that finished meanwhile. An attach that fails is raised to the
+        starter (the job is not started); every later error is the job's fault.
+        """
+        files = OutputFiles(plan, job_id)
+        self._cache.begin_output(job_id)
+        attached = finished = False
+        fault: str | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                self.streams[job_id] = scope
+                if source == "logs":
+                    reader = self._engine.read_logs(job_id)
+                else:
+                    reader = self._engine.attach_output(job_id, logs=source == "replay")
+                try:
+                    with engine_errors("attach", job_id):
+                        async with reader as read:
+                            attached = True
+                            task_status.started()
+                            fault = await self._drain(job_id, files, read)
+                except TrackerError as exc:
+                    if not attached:
+                        raise
+                    fault = f"output incomplete: the output stream broke: {exc}"
+                    self._fault(job_id, fault)
+                # A start that fails also ends the stream: then no file is left.
+                if job_started is not None and not await job_started:
+                    fault = "not started"
+                if fault is None:
+                    try:
+                        files.finish()
+                        finished = True
+                    except OSError as exc:
+                        fault = f"output incomplete: {_describe(exc)}"
+                        self._fault(job_id, fault)
+        finally:
+            if not finished:
+                # Cut short by a closing tracker: the partial file stays, and the next
+                # tracker completes it from the log; after a fault, it goes.
+                self._discard(files, keep_partial=attached and fault is None)
+            self.streams.pop(job_id, None)
+            self._publish(self._cache.output_done(job_id))
+
+    async def _drain(self, job_id: str, files: OutputFiles, read: OutputReader) -> str | None:
+        """Write every frame; after a file error, keep reading and drop the rest."""
+        fault = None
+        try:
+            files.open()
+        except OSError as exc:
+            fault = f"output incomplete: cannot open the output file: {_describe(exc)}"
+            self._fault(job_id, fault)
+        while (frame := await read()) is not None:
+            if fault is not None:
+                continue
+            try:
+                if files.blocking:
+                    await anyio.to_thread.run_sync(files.write, *frame, abandon_on_cancel=True)
+                else:
+                    files.write(*frame)
+            except OSError as exc:
+                fault = f"output incomplete: {_describe(exc)}"
+                self._fault(job_id, fault)
+        return fault
+
+    @staticmethod
+    def _discard(files: OutputFiles, *, keep_partial: bool) -> None:
+        """Close quietly; the partial files go unless a tracker closing mid-job left them."""
+        with contextlib.suppress(OSError):
+            if keep_partial:
+                files.close()  # interrupted: the next tracker completes it from the log
+            else:
+                files.abort()
+
+    async def feed_input(self, job_id: str, source: IO[bytes]) -> None:
+        """Write an open input file to the job's stdin, then close both."""
+        try:
+            with source, engine_errors("stdin", job_id):
+                await self._engine.feed_stdin(job_id, source)
+        except (TrackerError, OSError) as exc:
+            self._fault(job_id, f"stdin not fed: {exc}")
+
+    def cancel(self, job_id: str) -> None:
+        scope = self.streams.get(job_id)
+        if scope is not None:
+            scope.cancel()
+
+
+def _describe(exc: OSError) -> str:
+    name = exc.filename if isinstance(exc.filename, str) else ""
+    return f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
+
+
+def recovery(
+    labels: Mapping[str, str], state: JobState, job_id: str
+) -> tuple[OutputPlan, Source] | None:
+    """At opening: a running job's output is resumed (attach replaying the log); a finished
+    job's is rewritten from the log if its copy was interrupted (a partial file is left)."""
+    label = labels.get(TEMPLATE_LABEL)
+    if MANAGED_LABEL not in labels or not label:
+        return None
+    try:
+        plan = plan_output(decode_template_label(label), os.getcwd())
+    except InvalidArgumentError:
+        return None  # its paths are not writable from here: nothing to recover into
+    if not plan.wanted:
+        return None
+    if state in ACTIVE:
+        return plan, "replay"
+    if state in TERMINAL and has_partial(plan, job_id):
+        return plan, "logs"
+    return None

@@ -1,0 +1,1 @@
+"""The engine boundary (``base``), its Docker implementation and an in-memory fake."""

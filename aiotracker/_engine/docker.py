@@ -1,0 +1,409 @@
+"""The Docker implementation of the engine boundary: the only module that imports aiodocker
+and aiohttp.
+
+It turns aiodocker's dicts into the typed records of ``base`` and every failure into
+``EngineCallError`` (the engine answered an error status) or ``EngineConnectionError`` (it
+could not be reached, a call timed out, a stream broke). What those mean is ``_errors``'s call.
+
+Connections: one pooled client for API calls, bounded by ``connection_limit``, with connect
+and read timeouts; a second, unbounded one for the long-lived streams (the event stream, one
+attach per running job that writes output files), with no read timeout, so that streams can
+never starve API calls. Both bounds hold for ``unix://`` and ``tcp://`` engines alike; TCP
+sockets send keepalive probes so that a peer that silently vanished is noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import IO, Any, NoReturn
+from urllib.parse import quote, urlsplit
+
+import aiodocker
+import aiohttp
+from aiodocker.exceptions import DockerError
+from aiodocker.stream import Stream
+from yarl import URL
+
+from .._template_label import parse_go_time
+from .base import (
+    EVENT_ACTIONS,
+    ContainerDetails,
+    ContainerEvent,
+    ContainerSummary,
+    EngineCallError,
+    EngineConnectionError,
+    EngineInfo,
+    OutputReader,
+)
+
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, asyncio.IncompleteReadError)
+_FRAME = struct.Struct(">BxxxL")  # the engine's multiplexed stream header
+
+
+def resolve_url(docker_url: str | None) -> str:
+    """docker_url, else DOCKER_HOST, else the local socket (as the docker CLI does).
+
+    Raises ``ValueError`` for a URL that is not ``unix://<path>`` or ``tcp://<host>:<port>``
+    (``http://`` and ``https://`` are taken as aiodocker takes them).
+    """
+    url = docker_url or os.environ.get("DOCKER_HOST") or ""
+    if not url:
+        for path in ("/run/docker.sock", "/var/run/docker.sock"):
+            if os.path.exists(path):
+                return f"unix://{path}"
+        return "unix:///var/run/docker.sock"
+    if not isinstance(url, str):
+        raise ValueError(f"docker_url must be a string, got {url!r}")  # noqa: TRY004
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"docker_url {url!r} names no socket path")
+        return url
+    if parts.scheme in ("tcp", "http", "https"):
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"docker_url {url!r} has an invalid port") from None
+        if not parts.hostname or (parts.scheme == "tcp" and port is None):
+            raise ValueError(f"docker_url {url!r} is not tcp://<host>:<port>")
+        return url
+    raise ValueError(f"docker_url {url!r} is not unix://<path> or tcp://<host>:<port>")
+
+
+def _keepalive_socket(idle: float) -> Callable[[Any], socket.socket]:
+    """A socket factory for aiohttp that sends TCP keepalive probes after ``idle`` seconds."""
+
+    def make(addr_info: Any) -> socket.socket:
+        family, type_, proto, _, _ = addr_info
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        seconds = max(1, int(idle))
+        for name, value in (("TCP_KEEPIDLE", seconds), ("TCP_KEEPINTVL", max(1, seconds // 3)),
+                            ("TCP_KEEPCNT", 3)):  # fmt: skip
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        return sock
+
+    return make
+
+
+def _details(raw: Mapping[str, Any]) -> ContainerDetails:
+    state = raw.get("State") or {}
+    config = raw.get("Config") or {}
+    host = raw.get("HostConfig") or {}
+    restart = (host.get("RestartPolicy") or {}).get("Name") or ""
+    return ContainerDetails(
+        container_id=raw["Id"],
+        name=str(raw.get("Name") or "").lstrip("/"),
+        status=str(state.get("Status") or ""),
+        running=bool(state.get("Running")),
+        paused=bool(state.get("Paused")),
+        restarting=bool(state.get("Restarting")),
+        oom_killed=bool(state.get("OOMKilled")),
+        dead=bool(state.get("Dead")),
+        exit_code=int(state.get("ExitCode") or 0),
+        error=str(state.get("Error") or ""),
+        created=parse_go_time(raw.get("Created")),
+        started_at=parse_go_time(state.get("StartedAt")),
+        finished_at=parse_go_time(state.get("FinishedAt")),
+        labels=dict(config.get("Labels") or {}),
+        image=str(config.get("Image") or ""),
+        cmd=tuple(config.get("Cmd") or ()),
+        user=str(config.get("User") or ""),
+        hostname=str(config.get("Hostname") or ""),
+        working_dir=str(config.get("WorkingDir") or ""),
+        restart_policy="" if restart == "no" else restart,
+    )
+
+
+def _event(raw: Mapping[str, Any]) -> ContainerEvent | None:
+    if raw.get("Type") != "container":
+        return None
+    actor = raw.get("Actor") or {}
+    cid, action, time_ns = actor.get("ID"), raw.get("Action"), raw.get("timeNano")
+    if not isinstance(cid, str) or not isinstance(action, str) or not isinstance(time_ns, int):
+        return None
+    return ContainerEvent(cid, action, time_ns, dict(actor.get("Attributes") or {}))
+
+
+def _failure(exc: BaseException, what: str) -> Exception:
+    if isinstance(exc, DockerError):
+        if exc.status == 900:  # aiodocker's own "cannot connect"
+            return EngineConnectionError(f"{what}: {exc.message}")
+        return EngineCallError(exc.status, str(exc.message))
+    return EngineConnectionError(f"{what}: connection to the engine failed: {exc!r}")
+
+
+class DockerEngine:
+    """The Engine API through aiodocker (see ``base.Engine`` for each call's contract)."""
+
+    def __init__(
+        self, docker_url: str | None = None, *, connection_limit: int = 32, timeout: float = 30.0
+    ) -> None:
+        self.url = resolve_url(docker_url)
+        self._limit = connection_limit
+        self._timeout = timeout
+        self._api: aiodocker.Docker | None = None
+        self._streams: aiodocker.Docker | None = None
+        self._sessions: list[aiohttp.ClientSession] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _client(self, limit: int, timeout: aiohttp.ClientTimeout) -> aiodocker.Docker:
+        connector: aiohttp.BaseConnector
+        if self.url.startswith("unix://"):
+            url = "unix://localhost"
+            connector = aiohttp.UnixConnector(urlsplit(self.url).path, limit=limit)
+        else:
+            url = self.url.replace("tcp://", "http://", 1)
+            connector = aiohttp.TCPConnector(
+                limit=limit, socket_factory=_keepalive_socket(self._timeout / 3)
+            )
+        # aiodocker leaves a session it was given open: close() closes it.
+        session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        self._sessions.append(session)
+        return aiodocker.Docker(url=url, session=session)
+
+    @property
+    def _api_client(self) -> aiodocker.Docker:
+        if self._api is None:
+            raise EngineConnectionError("the Docker client is closed")
+        return self._api
+
+    @property
+    def _stream_client(self) -> aiodocker.Docker:
+        if self._streams is None:
+            raise EngineConnectionError("the Docker client is closed")
+        return self._streams
+
+    async def open(self) -> EngineInfo:
+        self._loop = asyncio.get_running_loop()
+        calls = aiohttp.ClientTimeout(sock_connect=self._timeout, sock_read=self._timeout)
+        try:
+            self._api = self._client(self._limit, calls)
+            self._streams = self._client(0, aiohttp.ClientTimeout(sock_connect=self._timeout))
+            info = await self.info()
+            self._streams.api_version = self._api.api_version
+            return info
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def info(self) -> EngineInfo:
+        raw = await self._json("info", "info")
+        now = parse_go_time(raw.get("SystemTime"))
+        if now is None:
+            raise EngineCallError(200, "the engine did not tell its time")
+        ns = int(now.timestamp()) * 10**9 + now.microsecond * 1000
+        return EngineInfo(str(raw.get("Name") or ""), ns, self._api_client.api_version)
+
+    async def aclose(self) -> None:
+        self._api = self._streams = None
+        sessions, self._sessions = self._sessions, []
+        loop = asyncio.get_running_loop()
+        for session in sessions:
+            if self._loop is not None and self._loop is not loop:
+                _close_abandoned(session)  # the loop that owned it is gone
+                continue
+            try:
+                await session.close()
+            except Exception:  # closing must not fail
+                _close_abandoned(session)
+
+    # -- calls -------------------------------------------------------------------------
+
+    async def _json(self, what: str, path: str, **kw: Any) -> Any:
+        try:
+            return await self._api_client._query_json(path, **kw)
+        except (DockerError, *_TRANSPORT_ERRORS) as exc:
+            raise _failure(exc, what) from exc
+
+    async def _call(
+        self, what: str, path: str, method: str = "POST", *,
+        params: Mapping[str, str] | None = None, data: Mapping[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """A call whose answer has no body we need; the connection goes back to the pool."""
+        try:
+            async with self._api_client._query(
+                path, method=method, params=dict(params) if params else None,
+                data=json.dumps(data) if data is not None else None,
+            ) as resp:  # fmt: skip
+                # aiodocker's _query hands over the response without ever releasing it.
+                await resp.read()
+                resp.release()
+        except (DockerError, *_TRANSPORT_ERRORS) as exc:
+            if isinstance(exc, DockerError) and exc.status == 304:
+                return  # already in the wanted state (start of a started container)
+            raise _failure(exc, what) from exc
+
+    async def create(self, config: Mapping[str, Any], name: str | None) -> str:
+        params = {"name": name} if name else None
+        raw = await self._json(
+            "create", "containers/create", method="POST", data=dict(config), params=params
+        )
+        return str(raw["Id"])
+
+    async def start(self, cid: str) -> None:
+        await self._call("start", f"containers/{quote(cid)}/start")
+
+    async def kill(self, cid: str) -> None:
+        await self._call("kill", f"containers/{quote(cid)}/kill")
+
+    async def pause(self, cid: str) -> None:
+        await self._call("pause", f"containers/{quote(cid)}/pause")
+
+    async def unpause(self, cid: str) -> None:
+        await self._call("unpause", f"containers/{quote(cid)}/unpause")
+
+    async def rename(self, cid: str, name: str) -> None:
+        await self._call("rename", f"containers/{quote(cid)}/rename", params={"name": name})
+
+    async def disable_restart(self, cid: str) -> None:
+        body = {"RestartPolicy": {"Name": "no"}}
+        await self._call("update", f"containers/{quote(cid)}/update", data=body)
+
+    async def remove(self, cid: str, *, force: bool = False) -> None:
+        params = {"v": "1", "force": "1" if force else "0"}
+        await self._call("remove", f"containers/{quote(cid)}", "DELETE", params=params)
+
+    async def inspect(self, cid: str) -> ContainerDetails:
+        return _details(await self._json("inspect", f"containers/{quote(cid)}/json"))
+
+    async def list_containers(self, label: str) -> list[ContainerSummary]:
+        params = {"all": "1", "filters": json.dumps({"label": [label]})}
+        raw = await self._json("list", "containers/json", params=params)
+        return [
+            ContainerSummary(
+                container_id=c["Id"],
+                name=str((c.get("Names") or [""])[0]).lstrip("/"),
+                state=str(c.get("State") or ""),
+                status=str(c.get("Status") or ""),
+                labels=dict(c.get("Labels") or {}),
+            )
+            for c in raw
+        ]
+
+    async def image_tags(self) -> list[str]:
+        raw = await self._json("images", "images/json")
+        tags = {t for image in raw for t in (image.get("RepoTags") or []) if t != "<none>:<none>"}
+        return sorted(tags)
+
+    # -- events ------------------------------------------------------------------------
+
+    async def stream_events(
+        self,
+        labels: Sequence[str],
+        since_ns: int | None,
+        on_connected: Callable[[], None],
+        on_event: Callable[[ContainerEvent], None],
+    ) -> NoReturn:
+        filters = {"type": ["container"], "label": list(labels), "event": list(EVENT_ACTIONS)}
+        params: dict[str, str] = {"filters": json.dumps(filters)}
+        if since_ns is not None:
+            params["since"] = f"{since_ns // 10**9}.{since_ns % 10**9:09d}"
+        try:
+            async with self._stream_client._query(
+                "events", params=params, timeout=aiohttp.ClientTimeout()
+            ) as resp:
+                try:
+                    on_connected()
+                    buffer = b""
+                    async for chunk in resp.content.iter_any():
+                        buffer += chunk
+                        *lines, buffer = buffer.split(b"\n")
+                        for line in lines:
+                            if line.strip() and (event := _event(json.loads(line))) is not None:
+                                on_event(event)
+                finally:
+                    resp.close()  # a stream cut short cannot go back to the pool
+        except (DockerError, *_TRANSPORT_ERRORS) as exc:
+            raise _failure(exc, "event stream") from exc
+        except ValueError as exc:  # a line that is not JSON: the stream is broken
+            raise EngineConnectionError(f"event stream sent garbage: {exc}") from exc
+        raise EngineConnectionError("the event stream ended")
+
+    # -- output and input --------------------------------------------------------------
+
+    def _hijack(self, cid: str, **query: int) -> Stream:
+        url = URL(f"containers/{cid}/attach").with_query({**query, "stream": 1, "detachKeys": ""})
+
+        async def setup() -> tuple[URL, bytes | None, bool]:
+            return url, None, False  # Tty is always false for jobs
+
+        return Stream(self._stream_client, setup, aiohttp.ClientTimeout())
+
+    @asynccontextmanager
+    async def attach_output(self, cid: str, *, logs: bool = False) -> AsyncIterator[OutputReader]:
+        stream = self._hijack(cid, logs=int(logs), stdout=1, stderr=1, stdin=0)
+        try:
+            await stream._init()
+        except (DockerError, *_TRANSPORT_ERRORS) as exc:
+            await stream.close()
+            raise _failure(exc, "attach") from exc
+
+        async def read() -> tuple[int, bytes] | None:
+            try:
+                message = await stream.read_out()
+            except (DockerError, *_TRANSPORT_ERRORS) as exc:
+                raise _failure(exc, "attach") from exc
+            return None if message is None else (message.stream, bytes(message.data))
+
+        try:
+            yield read
+        finally:
+            await stream.close()
+
+    @asynccontextmanager
+    async def read_logs(self, cid: str) -> AsyncIterator[OutputReader]:
+        params = {"stdout": "1", "stderr": "1", "follow": "0"}
+        try:
+            async with self._stream_client._query(
+                f"containers/{quote(cid)}/logs", params=params, timeout=aiohttp.ClientTimeout()
+            ) as resp:
+                content = resp.content
+
+                async def read() -> tuple[int, bytes] | None:
+                    try:
+                        header = await content.readexactly(8)
+                    except asyncio.IncompleteReadError:
+                        return None
+                    stream, size = _FRAME.unpack(header)
+                    return stream, await content.readexactly(size)
+
+                try:
+                    yield read
+                finally:
+                    resp.close()
+        except (DockerError, *_TRANSPORT_ERRORS) as exc:
+            raise _failure(exc, "logs") from exc
+
+    async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
+        stream = self._hijack(cid, stdin=1, stdout=0, stderr=0, logs=0)
+        try:
+            await stream._init()
+            while chunk := source.read(1 << 16):
+                await stream.write_in(chunk)
+        except (DockerError, *_TRANSPORT_ERRORS) as exc:
+            raise _failure(exc, "stdin") from exc
+        finally:
+            await stream.close()
+
+
+def _close_abandoned(session: aiohttp.ClientSession) -> None:
+    """Close a session whose event loop is gone: its sockets, without that loop's help."""
+    connector = session.connector
+    if connector is not None:
+        for protocols in list(getattr(connector, "_conns", {}).values()):
+            for proto, _ in protocols:
+                transport = getattr(proto, "transport", None)
+                sock = transport.get_extra_info("socket") if transport is not None else None
+                if sock is not None:
+                    sock.close()
+        connector._conns.clear()
+        connector._closed = True
+    session._connector = None

@@ -1,0 +1,636 @@
+"""An in-memory engine that behaves like Docker 20.10, for driving the tracker in unit tests.
+
+State changes and their events are synchronous (no await between them): a test steps a job's
+life with the sync helpers (``exit``, ``write_output``, ``emit``, ...) and lets deliveries run
+with ``await engine.drain()`` (or ``anyio.wait_all_tasks_blocked()``, which polls every 0.1 s on
+asyncio). Races are forced with ``fail``, ``hold``, ``set_down``, ``cut_streams`` and
+``cut_attach``; ``calls``, ``call_log``, ``open_streams`` and ``open_attaches`` count.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import itertools
+import math
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any, Concatenate, Generic, NoReturn, ParamSpec, TypeAlias, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+from .base import (
+    EVENT_ACTIONS,
+    ContainerDetails,
+    ContainerEvent,
+    ContainerSummary,
+    EngineCallError,
+    EngineConnectionError,
+    EngineInfo,
+    OutputReader,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Frame = tuple[int, bytes]
+OPS = frozenset(
+    {"info", "create", "start", "inspect", "list_containers", "kill", "pause", "unpause",
+     "rename", "disable_restart", "remove", "image_tags", "stream_events", "attach_output",
+     "read_logs", "feed_stdin"}
+)  # fmt: skip
+RING_SIZE = 256  # Docker's eventsLimit: the last 256 events, of every container
+_LIVE = ("running", "paused")
+_STATUS_TEXT = {"created": "Created", "running": "Up 1 second", "paused": "Up 1 second (Paused)",
+                "exited": "Exited ({}) 1 second ago",
+                "restarting": "Restarting ({}) 1 second ago"}  # fmt: skip
+
+
+def _dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns % 10**9 // 1000)
+
+
+def _image_key(image: str) -> str:
+    return image if ":" in image.rsplit("/", 1)[-1] or "@" in image else f"{image}:latest"
+
+
+def _label_matches(label: str, attributes: Mapping[str, str]) -> bool:
+    key, eq, value = label.partition("=")
+    return key in attributes and (not eq or attributes[key] == value)
+
+
+_Sync: TypeAlias = Callable[Concatenate["FakeEngine", P], T]
+_Async: TypeAlias = Callable[Concatenate["FakeEngine", P], Coroutine[Any, Any, T]]
+
+
+def _api(op: str) -> Callable[[_Sync[P, T]], _Async[P, T]]:
+    """Make a sync state change an engine call: counted, faulted, held, refused when down."""
+
+    def wrap(act: _Sync[P, T]) -> _Async[P, T]:
+        signature, key = inspect.signature(act), "name" if op == "create" else "cid"
+
+        @functools.wraps(act)
+        async def call(self: FakeEngine, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            gate = await self._enter(op, signature.bind(self, *args, **kwargs).arguments.get(key))
+            try:
+                return act(self, *args, **kwargs)
+            finally:
+                if gate is not None:  # hold(after=True): acted (or failed), not returned yet
+                    await gate._pass()
+
+        return call
+
+    return wrap
+
+
+class _Queue(Generic[T]):
+    """An unbounded stream that ends (after its buffer) or is cut (at once)."""
+
+    def __init__(self) -> None:
+        self.send, self.receive = anyio.create_memory_object_stream[T](math.inf)
+        self.cut = False
+
+    def put(self, item: T) -> int:
+        self.send.send_nowait(item)
+        return self.send.statistics().current_buffer_used
+
+    def end(self, *, cut: bool = False) -> None:
+        self.cut = self.cut or cut
+        self.send.close()
+
+    async def get(self) -> T | None:
+        try:
+            item = await self.receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+        return None if self.cut else item
+
+    def idle(self) -> bool:
+        stats = self.receive.statistics()  # a reader waits again: it has taken everything
+        return stats.current_buffer_used == 0 and stats.tasks_waiting_receive > 0
+
+    def close(self) -> None:
+        self.send.close()
+        self.receive.close()
+
+
+class Gate:
+    """A held call: ``arrived`` is set when it gets there; ``release`` or ``fail`` lets it go."""
+
+    def __init__(self) -> None:
+        self.arrived = anyio.Event()
+        self._go = anyio.Event()
+        self._error: BaseException | None = None
+
+    def release(self) -> None:
+        """Let the held call go on."""
+        self._go.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Make the held call raise ``exc`` instead."""
+        self._error = exc
+        self._go.set()
+
+    async def _pass(self) -> None:
+        self.arrived.set()
+        await self._go.wait()
+        if self._error is not None:
+            raise self._error
+
+
+_Sub = tuple[tuple[str, ...], _Queue[ContainerEvent]]  # an event stream: its labels, its queue
+
+
+@dataclass
+class _Rule:
+    op: str
+    match: str | None
+    times: int
+    error: BaseException | None = None
+    gate: Gate | None = None
+    after: bool = False
+
+
+@dataclass(eq=False)
+class FakeContainer:
+    """One fake container's state (``FakeEngine.container`` returns it; tests may read it)."""
+
+    id: str
+    name: str
+    config: dict[str, Any]
+    labels: dict[str, str]
+    image: str
+    restart_policy: str
+    auto_remove: bool
+    created: datetime
+    status: str = "created"
+    exit_code: int = 0
+    error: str = ""
+    oom_killed: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    logs: list[Frame] = field(default_factory=list)
+    stdin: bytes = b""
+    refusal: tuple[int, str] | None = None
+    pipes: list[_Queue[Frame]] = field(default_factory=list)
+
+
+class FakeEngine:
+    """An in-memory ``Engine``: a deterministic clock, Docker's statuses, fault injection."""
+
+    def __init__(
+        self,
+        *,
+        host_name: str = "fake-host",
+        images: Sequence[str] = ("aiotracker/busybox:latest",),
+        api_version: str = "1.41",
+    ) -> None:
+        self.host_name, self.images, self.api_version = host_name, set(images), api_version
+        self.clock_ns = 1_700_000_000 * 10**9
+        self.calls: Counter[str] = Counter()
+        self.call_log: list[tuple[str, str | None]] = []
+        self.max_backlog = 0
+        self.closed = self.down = False
+        self._containers: dict[str, FakeContainer] = {}
+        self._ring: deque[ContainerEvent] = deque(maxlen=RING_SIZE)
+        self._subs: list[_Sub] = []
+        self._rules: list[_Rule] = []
+        self._serial = 0
+
+    @property
+    def url(self) -> str:
+        """Where the engine is, for messages."""
+        return "fake://"
+
+    @property
+    def open_streams(self) -> int:
+        """Event streams currently connected."""
+        return len(self._subs)
+
+    @property
+    def open_attaches(self) -> int:
+        """Attach streams currently connected."""
+        return sum(len(c.pipes) for c in self._containers.values())
+
+    # -- test helpers --------------------------------------------------------------------------
+
+    def container(self, ref: str) -> FakeContainer:
+        """A container's state, by id, name or unique id prefix."""
+        return self._resolve(ref)
+
+    def fail(
+        self, op: str, error: BaseException | None = None, *, times: int = 1,
+        match: str | None = None,
+    ) -> None:  # fmt: skip
+        """Make the next ``times`` calls of ``op`` (about container ``match``) raise ``error``."""
+        error = error if error is not None else EngineConnectionError("injected")
+        self._add_rule(_Rule(op, match, times, error=error))
+
+    def hold(self, op: str, *, match: str | None = None, after: bool = False) -> Gate:
+        """Block the next call of ``op`` before it acts (``after``: before it returns)."""
+        gate = Gate()
+        self._add_rule(_Rule(op, match, 1, gate=gate, after=after))
+        return gate
+
+    def set_down(self, down: bool) -> None:
+        """While down every call raises ``EngineConnectionError``; going down cuts all streams."""
+        self.down = down
+        if down:
+            self._cut_all()
+
+    def cut_streams(self) -> None:
+        """Break every event stream: ``stream_events`` raises ``EngineConnectionError``."""
+        for _, queue in self._subs:
+            queue.end(cut=True)
+        self._subs.clear()
+
+    def cut_attach(self, cid: str) -> None:
+        """Drop a container's attach streams: their readers return None at once."""
+        self._end_pipes(self._resolve(cid), cut=True)
+
+    def refuse_start(self, cid: str, status: int = 400, message: str = "") -> None:
+        """Make the next start of a container fail, as a missing entrypoint does."""
+        message = message or 'failed to create shim task: exec: "/nonexistent": no such file'
+        self._resolve(cid).refusal = (status, message)
+
+    def exit(self, cid: str, code: int = 0, *, oom: bool = False) -> None:
+        """The container's process exits with ``code`` (OOM-killed first if ``oom``)."""
+        container = self._resolve(cid)
+        if container.status not in _LIVE:
+            raise ValueError(f"container {container.name} is {container.status}")
+        self._die(container, code, oom=oom)
+
+    def restart(self, cid: str) -> None:
+        """The restart policy brings a restarting container back (a ``start`` event)."""
+        container = self._resolve(cid)
+        if container.status != "restarting":
+            raise ValueError(f"container {container.name} is {container.status}")
+        self._run(container)
+
+    async def drain(self) -> None:
+        """Let every event stream deliver what it holds (anyio's ``wait_all_tasks_blocked``
+        polls every 0.1 s on asyncio; this only yields, at most 1000 times)."""
+        for _ in range(1000):
+            await anyio.lowlevel.checkpoint()
+            if all(queue.idle() for _, queue in self._subs):
+                return
+
+    def write_output(self, cid: str, stream: int, data: bytes) -> None:
+        """The container writes ``data`` to stdout (1) or stderr (2)."""
+        container = self._resolve(cid)
+        container.logs.append((stream, data))
+        for pipe in container.pipes:
+            pipe.put((stream, data))
+
+    def emit(self, cid: str, action: str, **attributes: str) -> ContainerEvent:
+        """Publish a raw event for a container (known or not) at the next clock time."""
+        container = self._find(cid)
+        if container is not None:
+            attributes = {**container.labels, "name": container.name, "image": container.image,
+                          **attributes}  # fmt: skip
+            cid = container.id
+        event = ContainerEvent(cid, action, self._tick(), attributes)
+        self._ring.append(event)
+        for entry in self._subs:
+            self._offer(entry, event)
+        return event
+
+    # -- the Engine protocol (see ``base.Engine``) ----------------------------------------------
+
+    async def open(self) -> EngineInfo:
+        """Connect (again after ``aclose``): an ``info`` call."""
+        self.closed = False
+        try:
+            return await self.info()
+        except BaseException:
+            self.closed = True
+            raise
+
+    async def aclose(self) -> None:
+        """Cut every stream and refuse every call until ``open``."""
+        self.calls["aclose"] += 1
+        self.closed = True
+        self._cut_all()
+
+    @_api("info")
+    def info(self) -> EngineInfo:
+        """The engine's identity and clock."""
+        return EngineInfo(self.host_name, self.clock_ns, self.api_version)
+
+    @_api("create")
+    def create(self, config: Mapping[str, Any], name: str | None) -> str:
+        """Create a container (``create`` event); returns its id."""
+        image, host = str(config.get("Image") or ""), config.get("HostConfig") or {}
+        if _image_key(image) not in {_image_key(i) for i in self.images}:
+            raise EngineCallError(404, f"No such image: {image}")
+        policy = str((host.get("RestartPolicy") or {}).get("Name") or "")
+        if policy not in ("", "no") and host.get("AutoRemove"):
+            raise EngineCallError(400, "can't create 'AutoRemove' container with restart policy")
+        self._serial += 1
+        container = FakeContainer(
+            id=hashlib.sha256(f"fake-container-{self._serial}".encode()).hexdigest(),
+            name=self._free_name(name) if name is not None else f"fake_{self._serial}",
+            config=dict(config), labels=dict(config.get("Labels") or {}), image=image,
+            restart_policy="" if policy == "no" else policy,
+            auto_remove=bool(host.get("AutoRemove")), created=_dt(self.clock_ns),
+        )  # fmt: skip
+        self._containers[container.id] = container
+        container.created = _dt(self._emit(container, "create"))
+        return container.id
+
+    @_api("start")
+    def start(self, cid: str) -> None:
+        """Start a created or exited container (``start``); a live one is a 304, not an error."""
+        container = self._resolve(cid)
+        if container.status in (*_LIVE, "restarting"):
+            return
+        if container.refusal is not None:  # no start, no die: the state stays created
+            (status, message), container.refusal = container.refusal, None
+            container.error, container.exit_code = message, 127
+            raise EngineCallError(status, message)
+        self._run(container)
+
+    @_api("inspect")
+    def inspect(self, cid: str) -> ContainerDetails:
+        """A snapshot of a container's state (``hold(after=True)`` makes it stale)."""
+        c = self._resolve(cid)
+        config = c.config
+        return ContainerDetails(
+            container_id=c.id, name=c.name, status=c.status,
+            running=c.status in (*_LIVE, "restarting"), paused=c.status == "paused",
+            restarting=c.status == "restarting", oom_killed=c.oom_killed, dead=False,
+            exit_code=c.exit_code, error=c.error, created=c.created, started_at=c.started_at,
+            finished_at=c.finished_at, labels=dict(c.labels), image=c.image,
+            cmd=tuple(config.get("Cmd") or ()), user=str(config.get("User") or ""),
+            hostname=str(config.get("Hostname") or ""),
+            working_dir=str(config.get("WorkingDir") or ""), restart_policy=c.restart_policy,
+        )  # fmt: skip
+
+    @_api("list_containers")
+    def list_containers(self, label: str) -> list[ContainerSummary]:
+        """Every container carrying ``label`` (``k`` or ``k=v``), newest first."""
+        return [
+            ContainerSummary(
+                c.id, c.name, c.status, _STATUS_TEXT[c.status].format(c.exit_code), dict(c.labels)
+            )
+            for c in reversed(self._containers.values())
+            if _label_matches(label, c.labels)
+        ]
+
+    @_api("kill")
+    def kill(self, cid: str) -> None:
+        """SIGKILL: ``die`` with 137 (an "always" restart policy still brings it back)."""
+        self._kill(self._resolve(cid))
+
+    @_api("pause")
+    def pause(self, cid: str) -> None:
+        """Freeze a running container (``pause``)."""
+        container = self._resolve(cid)
+        if container.status == "paused":
+            raise EngineCallError(409, f"Container {container.id} is already paused")
+        if container.status != "running":
+            raise EngineCallError(409, f"Container {container.id} is not running")
+        container.status = "paused"
+        self._emit(container, "pause")
+
+    @_api("unpause")
+    def unpause(self, cid: str) -> None:
+        """Thaw a paused container (``unpause``)."""
+        container = self._resolve(cid)
+        if container.status != "paused":
+            raise EngineCallError(500, f"Container {container.id} is not paused")
+        container.status = "running"
+        self._emit(container, "unpause")
+
+    @_api("rename")
+    def rename(self, cid: str, name: str) -> None:
+        """Rename a container (``rename`` with ``oldName``)."""
+        container = self._resolve(cid)
+        if name.removeprefix("/") == container.name:
+            raise EngineCallError(
+                400, "Renaming a container with the same name as its current name"
+            )
+        old, container.name = container.name, self._free_name(name)
+        self._emit(container, "rename", oldName=f"/{old}")
+
+    @_api("disable_restart")
+    def disable_restart(self, cid: str) -> None:
+        """Set the restart policy to "no" (an ``update`` event, filtered out by the tracker)."""
+        container = self._resolve(cid)
+        container.restart_policy = ""
+        self._emit(container, "update")
+
+    @_api("remove")
+    def remove(self, cid: str, *, force: bool = False) -> None:
+        """Remove a container (``destroy``); ``force`` kills a live one first."""
+        container = self._resolve(cid)
+        if container.status in (*_LIVE, "restarting"):
+            if not force:
+                raise EngineCallError(
+                    409, f"You cannot remove a {container.status} container {container.id}. "
+                    "Stop the container before attempting removal or force remove",
+                )  # fmt: skip
+            container.restart_policy = ""
+            self._kill(container)
+        if container.id in self._containers:  # not auto-removed already
+            self._destroy(container)
+
+    @_api("image_tags")
+    def image_tags(self) -> list[str]:
+        """The image tags present."""
+        return sorted(self.images)
+
+    async def stream_events(
+        self,
+        labels: Sequence[str],
+        since_ns: int | None,
+        on_connected: Callable[[], None],
+        on_event: Callable[[ContainerEvent], None],
+    ) -> NoReturn:
+        """Replay the ring from ``since_ns`` (inclusive), call ``on_connected``, then go live."""
+        gate = await self._enter("stream_events", None)
+        entry = (tuple(labels), _Queue[ContainerEvent]())
+        since = since_ns if since_ns is not None else math.inf  # no since: no replay
+        replay = sum(self._offer(entry, past) for past in self._ring if past.time_ns >= since)
+        self._subs.append(entry)  # in the same step as the replay: no gap, no duplicate
+        try:
+            if gate is not None:
+                await gate._pass()
+            for delivered in itertools.count():
+                if delivered == replay and not entry[1].cut:
+                    on_connected()
+                if (event := await entry[1].get()) is None:
+                    break
+                on_event(event)
+        finally:
+            if entry in self._subs:
+                self._subs.remove(entry)
+            entry[1].close()
+        raise EngineConnectionError(self._why("the event stream was cut"))
+
+    @asynccontextmanager
+    async def attach_output(self, cid: str, *, logs: bool = False) -> AsyncIterator[OutputReader]:
+        """Attach to stdout and stderr until the container exits; ``logs`` replays first."""
+        gate = await self._enter("attach_output", cid)
+        container, pipe = self._resolve(cid), _Queue[Frame]()
+        try:
+            for frame in container.logs if logs else ():
+                pipe.put(frame)
+            if container.status in ("created", *_LIVE):
+                container.pipes.append(pipe)
+            else:
+                pipe.end()
+            if gate is not None:
+                await gate._pass()
+            yield pipe.get
+        finally:
+            if pipe in container.pipes:
+                container.pipes.remove(pipe)
+            pipe.close()
+
+    @asynccontextmanager
+    async def read_logs(self, cid: str) -> AsyncIterator[OutputReader]:
+        """What the container wrote so far, then None."""
+        gate = await self._enter("read_logs", cid)
+        frames = iter(list(self._resolve(cid).logs))
+        if gate is not None:
+            await gate._pass()
+
+        async def read() -> Frame | None:
+            await anyio.lowlevel.checkpoint()
+            return next(frames, None)
+
+        yield read
+
+    async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
+        """Read all of ``source`` into the container's ``stdin``."""
+        gate = await self._enter("feed_stdin", cid)
+        self._resolve(cid).stdin += source.read()
+        if gate is not None:
+            await gate._pass()
+
+    # -- machinery -----------------------------------------------------------------------------
+
+    def _add_rule(self, rule: _Rule) -> None:
+        if rule.op not in OPS:
+            raise ValueError(f"unknown operation {rule.op!r}")
+        self._rules.append(rule)
+
+    def _why(self, default: str) -> str:
+        return "engine closed" if self.closed else "engine down" if self.down else default
+
+    async def _enter(self, op: str, target: str | None) -> Gate | None:
+        """Count the call, apply the first rule that matches it, check that the engine is up."""
+        self.calls[op] += 1
+        self.call_log.append((op, target))
+        await anyio.lowlevel.checkpoint()
+        rule = next((r for r in self._rules if r.op == op and self._about(r.match, target)), None)
+        if rule is not None:
+            rule.times -= 1
+            if rule.times <= 0:
+                self._rules.remove(rule)
+            if rule.error is not None:
+                raise rule.error
+            if rule.gate is not None and not rule.after:
+                await rule.gate._pass()
+        if self.closed or self.down:
+            raise EngineConnectionError(self._why(""))
+        return rule.gate if rule is not None and rule.after else None
+
+    def _about(self, match: str | None, target: str | None) -> bool:
+        if match is None or match == target:
+            return True
+        container = self._find(target) if target is not None else None
+        return container is not None and match in (container.id, container.name)
+
+    def _find(self, ref: str) -> FakeContainer | None:
+        try:
+            return self._resolve(ref)
+        except EngineCallError:
+            return None
+
+    def _resolve(self, ref: str) -> FakeContainer:
+        """Docker's lookup: exact id, then exact name, then unique id prefix."""
+        if ref in self._containers:
+            return self._containers[ref]
+        for container in self._containers.values():
+            if container.name == ref.removeprefix("/"):
+                return container
+        hits = [c for cid, c in self._containers.items() if ref and cid.startswith(ref)]
+        if len(hits) > 1:
+            raise EngineCallError(500, f"multiple IDs found with provided prefix: {ref}")
+        if not hits:
+            raise EngineCallError(404, f"No such container: {ref}")
+        return hits[0]
+
+    def _free_name(self, name: str) -> str:
+        name = name.removeprefix("/")
+        for other in self._containers.values():
+            if other.name == name:
+                raise EngineCallError(
+                    409, f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{other.id}". You have to remove (or rename) that container to be able to '
+                    "reuse that name.",
+                )  # fmt: skip
+        return name
+
+    def _cut_all(self) -> None:
+        self.cut_streams()
+        for container in self._containers.values():
+            self._end_pipes(container, cut=True)
+
+    def _end_pipes(self, container: FakeContainer, *, cut: bool = False) -> None:
+        for pipe in container.pipes:
+            pipe.end(cut=cut)
+        container.pipes.clear()
+
+    def _tick(self) -> int:
+        self.clock_ns += 1000
+        return self.clock_ns
+
+    def _offer(self, sub: _Sub, event: ContainerEvent) -> bool:
+        if event.action not in EVENT_ACTIONS:
+            return False
+        if not all(_label_matches(label, event.attributes) for label in sub[0]):
+            return False
+        self.max_backlog = max(self.max_backlog, sub[1].put(event))
+        return True
+
+    def _emit(self, container: FakeContainer, action: str, **extra: str) -> int:
+        return self.emit(container.id, action, **extra).time_ns
+
+    def _run(self, container: FakeContainer) -> None:
+        container.started_at = _dt(self._emit(container, "start"))
+        container.status, container.exit_code, container.error = "running", 0, ""
+        container.oom_killed = False
+
+    def _die(self, c: FakeContainer, code: int, *, oom: bool = False, kill: bool = False) -> None:
+        if oom:
+            c.oom_killed = True
+            self._emit(c, "oom")
+        policy = c.restart_policy  # Docker's restart manager: "always" restarts even a kill
+        restart = policy == "always" or (policy == "unless-stopped" and not kill)
+        restart = restart or (policy == "on-failure" and code != 0)
+        c.status, c.exit_code = "restarting" if restart else "exited", code
+        c.finished_at = _dt(self._emit(c, "die", exitCode=str(code)))
+        self._end_pipes(c)
+        if c.auto_remove:
+            self._destroy(c)
+
+    def _destroy(self, container: FakeContainer) -> None:
+        self._end_pipes(container)
+        self._emit(container, "destroy")
+        del self._containers[container.id]
+
+    def _kill(self, container: FakeContainer) -> None:
+        if container.status == "restarting":
+            container.status = "exited"  # the restart is cancelled; die was already sent
+        elif container.status in _LIVE:
+            self._emit(container, "kill", signal="9")
+            self._die(container, 137, kill=True)
+        else:
+            raise EngineCallError(409, f"Container {container.id} is not running")

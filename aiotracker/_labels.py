@@ -1,0 +1,101 @@
+"""Labels and names: what aiotracker writes on containers, and how it reads them back. Pure.
+
+Docker has no "held" or "cancelled" state for a container that was never started, and labels
+cannot change after create; the container *name* can (rename), so it carries these marks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ._exceptions import InvalidArgumentError
+
+SESSION_LABEL = "drmaa2_jobsession"  # drmaa2os's own label: the two trackers share sessions
+TEMPLATE_LABEL = "drmaa2jobtemplate"  # drmaa2os: base64 of the template as drmaa2interface JSON
+MANAGED_LABEL = "aiotracker.version"  # set on containers aiotracker made
+SUBMISSION_HOST_LABEL = "aiotracker.submission_host"
+ARRAY_LABEL = "aiotracker.array"  # the array job id
+ARRAY_INDEX_LABEL = "aiotracker.array.index"
+ARRAY_SIZE_LABEL = "aiotracker.array.size"  # number of tasks: a launcher starts an array only whole
+ARRAY_MAX_PARALLEL_LABEL = "aiotracker.array.max_parallel"
+# The array's last index (tasks are made in index order: when it exists, all do).
+ARRAY_LAST_LABEL = "aiotracker.array.last"
+# Set when the engine removes the container at exit (the rm extension): its die's exit code is
+# then how the job ended, whereas a job removed by someone else is simply gone.
+AUTO_REMOVE_LABEL = "aiotracker.auto_remove"
+# Set when the job has a restart policy: its die is then not final (the engine may start it
+# again), so the tracker waits for an inspect before it publishes a terminal state.
+RESTART_LABEL = "aiotracker.restart"
+LABEL_FORMAT_VERSION = "1"
+
+HELD_SUFFIX = ".aiotracker-held"
+TERMINATED_SUFFIX = ".aiotracker-terminated"
+
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+def base_name(name: str) -> str:
+    """The container name without a leading slash and without aiotracker's marks."""
+    name = name.lstrip("/")
+    for suffix in (HELD_SUFFIX, TERMINATED_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_held_name(name: str) -> bool:
+    return name.lstrip("/").endswith(HELD_SUFFIX)
+
+
+def is_terminated_name(name: str) -> bool:
+    return name.lstrip("/").endswith(TERMINATED_SUFFIX)
+
+
+def validate_job_name(name: str) -> None:
+    """A job name becomes the container name: Docker's name rules apply."""
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidArgumentError(
+            f"job_name {name!r} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
+        )
+    if name.endswith((HELD_SUFFIX, TERMINATED_SUFFIX)):
+        raise InvalidArgumentError(f"job_name {name!r} ends with a suffix aiotracker reserves")
+
+
+@dataclass(frozen=True, slots=True)
+class JobMeta:
+    """What a container's labels say about how the tracker must treat it."""
+
+    array_id: str | None = None
+    index: int = 0
+    last: int = 0
+    auto_remove: bool = False
+    # Made by aiotracker with no restart policy: its die is final (the engine sets
+    # State.ExitCode before it logs the die), so the die's exit code can be published.
+    die_is_final: bool = False
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str]) -> JobMeta:
+        return cls(
+            array_id=labels.get(ARRAY_LABEL),
+            index=_int(labels.get(ARRAY_INDEX_LABEL)),
+            last=_int(labels.get(ARRAY_LAST_LABEL)),
+            auto_remove=labels.get(AUTO_REMOVE_LABEL) == "1",
+            die_is_final=MANAGED_LABEL in labels and RESTART_LABEL not in labels,
+        )
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
+_HEX_RE = re.compile(r"^[0-9a-f]{1,64}$")
+
+
+def is_container_id(text: str) -> bool:
+    """A (prefix of a) container id. Names are not job ids: the engine would resolve them."""
+    return bool(_HEX_RE.match(text))

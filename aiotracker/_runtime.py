@@ -1,0 +1,225 @@
+"""The tracker's runtime: its parts wired together, and the task group they live in.
+
+``Runtime`` builds the parts (cache, sync, feed, copier, submitter, launcher, control) over one
+engine, opens them in order (connect, subscribe, seed, adopt what the session already has),
+and closes them whatever happens: pending waits fail with ``TrackerClosedError`` (chained to
+the cause if the tracker died on its own) and the engine's connections are closed, even when
+the closing task is cancelled or the engine hangs (every clean-up is bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import anyio
+
+from ._arrays import ArrayLauncher
+from ._cache import Change, StateCache
+from ._control import Controller
+from ._copier import OutputCopier, Source, recovery
+from ._engine.base import ContainerSummary, Engine, EngineInfo
+from ._errors import engine_errors
+from ._exceptions import DrmCommunicationError, InvalidStateError, TrackerClosedError
+from ._feed import EventFeed
+from ._labels import ARRAY_LABEL, ARRAY_MAX_PARALLEL_LABEL, ARRAY_SIZE_LABEL, MANAGED_LABEL
+from ._model import JobState
+from ._output import OutputPlan
+from ._submit import Submitter
+from ._sync import Sync
+from ._tasks import Tasks, shielded
+from ._waiters import Wakeups
+
+log = logging.getLogger("aiotracker")
+
+
+class Runtime:
+    """The parts of one tracker and the task that hosts their task group."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        session: str,
+        *,
+        engine_timeout: float,
+        labels: dict[str, str],
+        max_inspects: int,
+    ) -> None:
+        self.engine = engine
+        self.timeout = engine_timeout
+        self.info = EngineInfo("", 0, "")
+        self.cache = StateCache()
+        self.tasks = Tasks()
+        self.sync = Sync(engine, self.cache, session, self.tasks, self.publish,
+                         max_inspects=max_inspects)  # fmt: skip
+        self.feed = EventFeed(
+            engine, [self.sync.label], engine_timeout=engine_timeout,
+            on_reconnect=self.sync.request_resync, on_engine_lost=self._engine_lost,
+        )  # fmt: skip
+        self.copier = OutputCopier(engine, self.cache, self.publish)
+        self.submitter = Submitter(
+            engine, self.cache, self.tasks, self.copier, self.publish,
+            session=session, labels=labels, engine_timeout=engine_timeout,
+        )  # fmt: skip
+        self.launcher = ArrayLauncher(
+            engine, self.cache, self.submitter, self.tasks, self.publish,
+            self.sync.request_resync,
+        )  # fmt: skip
+        self.sync.on_resynced = self.launcher.wake_all
+        self.control = Controller(
+            engine, self.cache, self.sync, self.submitter, self.launcher, self.publish
+        )
+        self.closed = False
+        self._host_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: asyncio.Event | None = None
+        self._recoveries: dict[str, tuple[OutputPlan, Source]] = {}
+
+    def publish(self, result: tuple[Wakeups, list[Change]] | None) -> None:
+        """Wake the waiters a cache change concerns, then the launchers it concerns."""
+        if result is None:
+            return
+        wakeups, changes = result
+        wakeups.resolve()
+        self.launcher.on_changes(changes)
+
+    def _engine_lost(self) -> None:
+        error = DrmCommunicationError("the Docker engine has been unreachable")
+        self.cache.fail_all(None, error).resolve()
+
+    @property
+    def is_open(self) -> bool:
+        return not self.closed and self.tasks.open
+
+    # -- opening ------------------------------------------------------------------------
+
+    async def open(self, name: str) -> None:
+        if self._host_task is not None or self.closed:
+            raise InvalidStateError("a tracker can be opened once")
+        self._loop = asyncio.get_running_loop()
+        self._closing = asyncio.Event()
+        try:
+            with engine_errors("connect"):
+                self.info = await self.engine.open()
+        except BaseException:
+            self.closed = True
+            with shielded(self.timeout):
+                await self.engine.aclose()
+            raise
+        ready: asyncio.Future[None] = self._loop.create_future()
+        self._host_task = asyncio.create_task(self._host(ready), name=name)
+        try:
+            await ready
+        except BaseException:
+            await self._stop()
+            raise
+
+    async def _host(self, ready: asyncio.Future[None]) -> None:
+        """Own the task group: started by open(), ended by aclose(), whatever task calls them."""
+        assert self._closing is not None
+        cause: BaseException | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                self.tasks.bind(tg)
+                since = self.info.system_time_ns
+                await tg.start(self.feed.run, since)
+                self._adopt(await self.sync.seed(since, self._recovering))
+                tg.start_soon(self.feed.process, self.sync.on_event)
+                tg.start_soon(self.sync.run_resyncs)
+                ready.set_result(None)
+                await self._closing.wait()
+                tg.cancel_scope.cancel()
+        except BaseException as exc:
+            cause = exc
+            if not ready.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    ready.cancel()
+                else:
+                    ready.set_exception(_first_error(exc))
+            elif not isinstance(exc, asyncio.CancelledError):
+                log.exception("the tracker stopped")
+            raise
+        finally:
+            self.tasks.bind(None)
+            self.closed = True
+            error = TrackerClosedError("the tracker stopped")
+            error.__cause__ = cause
+            self.cache.fail_all(None, error).resolve()
+            with shielded(self.timeout):
+                await self.engine.aclose()
+
+    def _recovering(self, summary: ContainerSummary, state: JobState) -> bool:
+        plan = recovery(summary.labels, state, summary.container_id)
+        if plan is not None:
+            self._recoveries[summary.container_id] = plan
+        return plan is not None
+
+    def _adopt(self, summaries: list[ContainerSummary]) -> None:
+        """At opening: resume interrupted output copies, and launch the session's arrays."""
+        recoveries, self._recoveries = self._recoveries, {}
+        for job_id, (plan, source) in recoveries.items():
+            self.tasks.spawn(self._recover, job_id, plan, source)
+        for s in summaries:
+            array_id = s.labels.get(ARRAY_LABEL)
+            if array_id and MANAGED_LABEL in s.labels and array_id not in self.launcher.arrays:
+                size = _int(s.labels.get(ARRAY_SIZE_LABEL))
+                self.launcher.add(array_id, size, _int(s.labels.get(ARRAY_MAX_PARALLEL_LABEL)))
+
+    async def _recover(self, job_id: str, plan: OutputPlan, source: Source) -> None:
+        try:
+            await self.tasks.start(self.copier.copy, job_id, plan, source, None)
+        except Exception as exc:
+            self.cache.add_fault(job_id, f"output incomplete: not recovered: {exc}")
+            self.publish(self.cache.output_done(job_id))
+            raise
+
+    # -- closing ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        if self.closed and self._host_task is None:
+            return
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            # The loop that ran the tracker is gone: nothing of it can be awaited.
+            self.closed, self._host_task = True, None
+            await self.engine.aclose()
+            return
+        await self._stop()
+
+    async def _stop(self) -> None:
+        self.closed = True
+        self.cache.fail_all(None, TrackerClosedError("the tracker was closed")).resolve()
+        if self._closing is not None:
+            self._closing.set()
+        task, self._host_task = self._host_task, None
+        try:
+            if task is not None:
+                try:
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+                    raise
+                except Exception:
+                    log.exception("the tracker's background work failed")
+        finally:
+            with shielded(self.timeout):
+                await self.engine.aclose()
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The first error inside an exception group (the task group wraps errors)."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_error(inner)
+            if not isinstance(found, BaseExceptionGroup):
+                return found
+    return exc
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        return 0

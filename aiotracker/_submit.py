@@ -1,0 +1,244 @@
+"""Submission: a template checked and mapped, its container created and started, or rolled
+back so that nothing is left behind.
+
+``prepare`` does every check that needs no engine (the template, its paths, made absolute
+once); ``create`` is shielded (a create cut short may still be carried out by the engine) but
+bounded; ``start`` attaches the output first (nothing is missed), opens the input, then
+starts. A start refused for the job's own reason ends the job FAILED with a fault; a start
+that fails for the engine's reason is raised, and ``submit`` removes the container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+import anyio
+import anyio.lowlevel
+
+from ._cache import Change, StateCache
+from ._config import ArrayTask, create_config
+from ._copier import OutputCopier
+from ._engine.base import Engine
+from ._errors import engine_errors
+from ._exceptions import (
+    DrmCommunicationError,
+    EngineError,
+    InternalError,
+    InvalidArgumentError,
+    InvalidStateError,
+    JobNotFoundError,
+    TrackerError,
+)
+from ._labels import HELD_SUFFIX, TEMPLATE_LABEL, base_name, validate_job_name
+from ._mapping import task_name
+from ._model import JobState, JobTemplate
+from ._output import OutputPlan, absolute_paths, check_input_path, check_stage_in, plan_output
+from ._tasks import Tasks, shielded
+from ._template_label import decode_template_label
+from ._waiters import Wakeups
+
+# DRMAA2's parametric index placeholder: replaced by the task index in an array task's paths.
+INDEX_PLACEHOLDER = "$DRMAA2_INDEX$"
+
+# Errors of an engine call that may work if tried again later (not the job's fault).
+RETRYABLE = (DrmCommunicationError, EngineError, InternalError)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """What starting a job needs besides its container: where output goes, what stdin reads."""
+
+    plan: OutputPlan
+    input_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A job checked and mapped, ready to be created."""
+
+    config: dict[str, Any]
+    name: str
+    launch: Launch
+    hold: bool
+
+
+class Submitter:
+    """Makes jobs: prepare, create, start, roll back."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        cache: StateCache,
+        tasks: Tasks,
+        copier: OutputCopier,
+        publish: Callable[[tuple[Wakeups, list[Change]] | None], None],
+        *,
+        session: str,
+        labels: Mapping[str, str],
+        engine_timeout: float,
+    ) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._tasks = tasks
+        self._copier = copier
+        self._publish = publish
+        self._session = session
+        self._labels = dict(labels)
+        self._timeout = engine_timeout
+        self._host = socket.gethostname()
+
+    def prepare(self, template: JobTemplate, array_task: ArrayTask | None = None) -> Prepared:
+        """Everything checked and computed before a container is made (no engine call)."""
+        cwd = os.getcwd()
+        if array_task is not None:
+            # Each task: its own TASK_ID and name, and DRMAA2's index placeholder in its paths.
+            index = array_task.index
+            template = template.replace(
+                job_environment={**template.job_environment, "TASK_ID": str(index)},
+                job_name=task_name(template.job_name, index),
+                **{
+                    field: getattr(template, field).replace(INDEX_PLACEHOLDER, str(index))
+                    for field in ("output_path", "error_path", "input_path")
+                },
+            )
+        if template.job_name:
+            validate_job_name(template.job_name)
+        plan = plan_output(template, cwd)
+        input_path = check_input_path(template.input_path, cwd) if template.input_path else ""
+        check_stage_in(template, cwd)
+        template = absolute_paths(template, cwd)
+        config = create_config(
+            self._session, template, cwd=cwd, labels=self._labels,
+            submission_host=self._host, array_task=array_task,
+        )  # fmt: skip
+        name = template.job_name or f"aiotracker-{uuid.uuid4().hex[:16]}"
+        if template.submit_as_hold:
+            name += HELD_SUFFIX
+        return Prepared(config, name, Launch(plan, input_path), template.submit_as_hold)
+
+    async def submit(self, job: Prepared) -> str:
+        """Create and (unless held) start one job; on any failure nothing is left."""
+        job_id = await self.create(job.config, job.name)
+        try:
+            reason = None if job.hold else await self.start(job_id, job.launch)
+        except BaseException:
+            await self.discard(job_id)
+            raise
+        if reason is not None:
+            await self.discard(job_id)
+            raise reason
+        return job_id
+
+    async def create_array(self, prepared: list[Prepared]) -> list[str]:
+        """Create every task in index order, or none: on a failure the made ones go."""
+        made: list[str] = []
+        try:
+            for job in prepared:
+                made.append(await self.create(job.config, job.name))  # noqa: PERF401
+        except BaseException:
+            with shielded(self._timeout * 2):
+                for job_id in reversed(made):
+                    await self.discard(job_id)
+            raise
+        return made
+
+    async def create(self, config: dict[str, Any], name: str) -> str:
+        """Create a job's container; the caller removes it if anything after this fails."""
+        await anyio.lowlevel.checkpoint()  # a pending cancellation stops us before, not during
+        # Shielded: a create cut short may still be carried out by the engine, after any attempt
+        # to remove it; waiting for the answer (a few ms) gives the id to remove.
+        with shielded(self._timeout) as scope, engine_errors("create", image=config["Image"]):
+            job_id = await self._engine.create(config, name)
+        if scope.cancelled_caught:  # an engine that hangs on create
+            with shielded(self._timeout), contextlib.suppress(TrackerError):
+                await self.remove(name)
+            raise DrmCommunicationError(f"the engine did not create {name} in time")
+        state = JobState.QUEUED_HELD if name.endswith(HELD_SUFFIX) else JobState.QUEUED
+        self._publish(self._cache.add(job_id, state, labels=config["Labels"]))
+        return job_id
+
+    async def remove(self, job_id: str) -> None:
+        with engine_errors("remove", job_id):
+            await self._engine.remove(job_id, force=True)
+
+    async def discard(self, job_id: str) -> None:
+        """Remove a half-made job (bounded: a hung engine does not hang the caller)."""
+        with shielded(self._timeout), contextlib.suppress(TrackerError):
+            await self.remove(job_id)
+        self._publish(self._cache.forget(job_id))
+
+    async def start(self, job_id: str, launch: Launch) -> InvalidArgumentError | None:
+        """Attach the output, open the input, start. Returns the reason if the job itself
+        cannot start (it is then FAILED, with a fault); raises if the engine failed."""
+        started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        ok = False
+        try:
+            source: IO[bytes] | None = None
+            if launch.input_path:
+                try:
+                    source = open(launch.input_path, "rb")  # noqa: SIM115, ASYNC230
+                except OSError as exc:
+                    error = InvalidArgumentError(
+                        f"input_path {launch.input_path!r}: {exc.strerror}", job_id=job_id
+                    )
+                    self._publish(self._cache.start_failed(job_id, str(error)))
+                    return error
+            try:
+                if launch.plan.wanted:
+                    await self._tasks.start(
+                        self._copier.copy, job_id, launch.plan, "attach", started
+                    )
+                if source is not None:
+                    self._tasks.spawn(self._copier.feed_input, job_id, source)
+                    source = None
+            finally:
+                if source is not None:
+                    source.close()
+            with engine_errors("start", job_id):
+                await self._engine.start(job_id)
+            ok = True
+        except InvalidArgumentError as exc:
+            self._publish(self._cache.start_failed(job_id, str(exc)))
+            return exc
+        finally:
+            # Not started: the copier closes without leaving a file.
+            started.set_result(ok)
+        self._publish(self._cache.mark_started(job_id))
+        return None
+
+    async def launch_of(self, job_id: str) -> Launch:
+        """How to start a job made earlier (held, or found at opening): from its label."""
+        with engine_errors("inspect", job_id):
+            details = await self._engine.inspect(job_id)
+        label = details.labels.get(TEMPLATE_LABEL)
+        if label is None:
+            raise JobNotFoundError(f"job {job_id} has no job template label", job_id=job_id)
+        template = decode_template_label(label)
+        cwd = os.getcwd()
+        plan = plan_output(template, cwd)
+        input_path = check_input_path(template.input_path, cwd) if template.input_path else ""
+        return Launch(plan, input_path)
+
+
+async def rename_mark(
+    engine: Engine, job_id: str, suffix: str, *, require_created: bool = True
+) -> None:
+    """Put a mark (held, terminated, or none) in the name of a job that has not started.
+
+    Docker has no held or cancelled state for a created container and labels cannot change,
+    but names can: a mark in the name survives the tracker. ``InvalidStateError`` if the job
+    has started meanwhile.
+    """
+    with engine_errors("inspect", job_id):
+        details = await engine.inspect(job_id)
+    if require_created and details.status != "created":
+        raise InvalidStateError(f"job {job_id} has started", job_id=job_id)
+    with engine_errors("rename", job_id):
+        await engine.rename(job_id, base_name(details.name) + suffix)
