@@ -156,5 +156,18 @@ class ArrayLauncher:
         for any tracker that opens later)."""
         log.warning("array task %s not started: %s", task.job_id[:12], reason)
         self._publish(self._cache.start_failed(task.job_id, str(reason)))
-        with contextlib.suppress(InvalidStateError, JobNotFoundError):
-            await rename_mark(self._engine, task.job_id, TERMINATED_SUFFIX)
+        self._tasks.spawn(self._mark_refused, task.job_id)
+
+    async def _mark_refused(self, job_id: str) -> None:
+        """Put the FAILED mark in the refused task's name, retried while the engine fails."""
+        backoff = _BACKOFF_MIN
+        while job_id in self._cache:
+            try:
+                await rename_mark(self._engine, job_id, TERMINATED_SUFFIX)
+            except (InvalidStateError, JobNotFoundError):
+                return
+            except RETRYABLE:
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            return

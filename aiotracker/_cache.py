@@ -63,6 +63,9 @@ class Job:
     # inspect, which follows to confirm. Others' jobs wait for the inspect.
     die_is_final: bool = False
     die_exit_code: int | None = None
+    # The tracker refused to start it (its own reason): it stays FAILED whatever a created
+    # container's inspect says.
+    refused: bool = False
     # The container is gone (rm=true), but its end waits for the output: forgotten after.
     removed: bool = False
     # What the tracker could not do for this job ("output incomplete: ..."), in order.
@@ -184,6 +187,8 @@ class StateCache:
             job.final = state  # published by output_done
             return
         if state not in TERMINAL:
+            if job.refused and state in (JobState.QUEUED, JobState.QUEUED_HELD):
+                return  # refused to start: not queued again by a stale inspect
             job.exited = False
             job.final = None
         self._publish(job, state, out, changes)
@@ -322,7 +327,7 @@ class StateCache:
         out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is not None and job.state not in TERMINAL:
-            job.ever_started = True  # never to be started again
+            job.ever_started = job.refused = True  # never to be started again
             job.faults.append(f"not started: {reason}")
             self._set(job, JobState.FAILED, out, changes)
         return out, changes

@@ -87,6 +87,12 @@ class OutputCopier:
                         raise
                     fault = f"output incomplete: the output stream broke: {exc}"
                     self._fault(job_id, fault)
+                except Exception as exc:  # a bug: it stays with this job
+                    if not attached:
+                        raise
+                    log.exception("copying the output of job %s failed", job_id[:12])
+                    fault = f"output incomplete: {exc!r}"
+                    self._fault(job_id, fault)
                 # A start that fails also ends the stream: then no file is left.
                 if job_started is not None and not await job_started:
                     fault = "not started"
@@ -109,7 +115,10 @@ class OutputCopier:
         """Write every frame; after a file error, keep reading and drop the rest."""
         fault = None
         try:
-            files.open()
+            if files.opens_blocking():
+                await anyio.to_thread.run_sync(files.open, abandon_on_cancel=True)
+            else:
+                files.open()
         except OSError as exc:
             fault = f"output incomplete: cannot open the output file: {_describe(exc)}"
             self._fault(job_id, fault)

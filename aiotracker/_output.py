@@ -152,6 +152,13 @@ class OutputFiles:
         """True if a write may block (a FIFO, a device): write from a worker thread."""
         return bool(self._special)
 
+    def opens_blocking(self) -> bool:
+        """True if opening may block (a FIFO waits for its reader): open from a thread."""
+        return any(
+            path and path not in _STD_STREAMS and is_special(path)
+            for path in (self._plan.stdout, self._plan.stderr)
+        )
+
     def open(self) -> None:
         """Open every file now (a partial file, so that an interrupted copy is visible)."""
         for path in (self._plan.stdout, self._plan.stderr):

@@ -143,9 +143,7 @@ class Submitter:
             for job in prepared:
                 made.append(await self.create(job.config, job.name))  # noqa: PERF401
         except BaseException:
-            with shielded(self._timeout * 2):
-                for job_id in reversed(made):
-                    await self.discard(job_id)
+            await self.discard(*reversed(made))
             raise
         return made
 
@@ -168,11 +166,20 @@ class Submitter:
         with engine_errors("remove", job_id):
             await self._engine.remove(job_id, force=True)
 
-    async def discard(self, job_id: str) -> None:
-        """Remove a half-made job (bounded: a hung engine does not hang the caller)."""
-        with shielded(self._timeout), contextlib.suppress(TrackerError):
-            await self.remove(job_id)
-        self._publish(self._cache.forget(job_id))
+    async def discard(self, *job_ids: str) -> None:
+        """Remove half-made jobs, all within one ``engine_timeout`` (a hung engine does not
+        hang the caller), and forget them."""
+
+        async def remove(job_id: str) -> None:
+            with contextlib.suppress(TrackerError):
+                await self.remove(job_id)
+
+        with shielded(self._timeout):
+            async with anyio.create_task_group() as tg:
+                for job_id in job_ids:
+                    tg.start_soon(remove, job_id)
+        for job_id in job_ids:
+            self._publish(self._cache.forget(job_id))
 
     async def start(self, job_id: str, launch: Launch) -> InvalidArgumentError | None:
         """Attach the output, open the input, start. Returns the reason if the job itself
@@ -201,8 +208,13 @@ class Submitter:
             finally:
                 if source is not None:
                     source.close()
-            with engine_errors("start", job_id):
-                await self._engine.start(job_id)
+            try:
+                with engine_errors("start", job_id):
+                    await self._engine.start(job_id)
+            except RETRYABLE:
+                # The answer was lost (or the engine failed): did it start all the same?
+                if not await self._did_start(job_id):
+                    raise
             ok = True
         except InvalidArgumentError as exc:
             self._publish(self._cache.start_failed(job_id, str(exc)))
@@ -212,6 +224,13 @@ class Submitter:
             started.set_result(ok)
         self._publish(self._cache.mark_started(job_id))
         return None
+
+    async def _did_start(self, job_id: str) -> bool:
+        with anyio.move_on_after(self._timeout), contextlib.suppress(TrackerError):
+            with engine_errors("inspect", job_id):
+                details = await self._engine.inspect(job_id)
+            return details.started_at is not None or details.status != "created"
+        return False
 
     async def launch_of(self, job_id: str) -> Launch:
         """How to start a job made earlier (held, or found at opening): from its label."""

@@ -164,10 +164,11 @@ class DockerEngine:
             connector = aiohttp.TCPConnector(
                 limit=limit, socket_factory=_keepalive_socket(self._timeout / 3)
             )
-        # aiodocker leaves a session it was given open: close() closes it.
+        # aiodocker leaves a session it was given open: close() closes it. Its requests take
+        # aiodocker's timeout, not the session's.
         session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         self._sessions.append(session)
-        return aiodocker.Docker(url=url, session=session)
+        return aiodocker.Docker(url=url, session=session, timeout=timeout)
 
     @property
     def _api_client(self) -> aiodocker.Docker:

@@ -59,7 +59,7 @@ async def tracker(engine: FakeEngine) -> AsyncIterator[DockerTracker]:
 async def until(predicate: Any, timeout: float = 2.0) -> None:
     """Let the tracker's tasks run until ``predicate()`` holds (fails the test after timeout)."""
     with anyio.fail_after(timeout):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110  # a test's view of many parts at once
             await asyncio.sleep(0.001)
 
 
@@ -91,10 +91,14 @@ async def test_reconcile_keeps_jobs_created_while_it_lists(
 # -- 4: a destroy while the inspect after a die is in flight -------------------------------
 
 
+@pytest.mark.parametrize("tombstones", [True, False])
 async def test_destroy_during_inspect_leaves_no_ghost(
-    engine: FakeEngine, tracker: DockerTracker
+    engine: FakeEngine, tracker: DockerTracker, tombstones: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An inspect that returns after the job's destroy does not bring it back (finding 4)."""
+    """An inspect that returns after the job's destroy does not bring it back (finding 4),
+    by its sequence check alone too (no memory of removed ids)."""
+    if not tombstones:
+        monkeypatch.setattr("aiotracker._cache._GONE_KEPT", 0)
     job_id = await tracker.add_job(job("sleep", "9"))
     gate = engine.hold("inspect", match=job_id, after=True)  # snapshot: exited, not yet gone
     engine.exit(job_id, 3)
@@ -181,6 +185,60 @@ async def test_task_whose_start_failed_is_not_started_again(
     assert info.state is JobState.FAILED  # in Docker too: its name carries the mark
 
 
+async def test_refused_task_stays_failed_when_its_mark_is_lost(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
+) -> None:
+    """A task refused for a missing input file stays FAILED and is never started, even while
+    the engine loses the renames that mark it (finding 7)."""
+    for i in (1, 2):
+        (tmp_path / f"in-{i}").write_bytes(b"x")
+    template = job("cat", input_path=str(tmp_path / "in-$DRMAA2_INDEX$"))
+    array_id = await tracker.add_array_job(template, 1, 2, max_parallel=1)
+    first, second = await tracker.list_array_jobs(array_id)
+    await tracker.wait(first, JobState.RUNNING, timeout=2)
+    (tmp_path / "in-2").unlink()
+    engine.fail("rename", EngineConnectionError("reset"), match=second, times=2)
+    engine.exit(first, 0)
+    assert await tracker.wait(second, timeout=2) is JobState.FAILED
+    (tmp_path / "in-2").write_bytes(b"x")
+    with pytest.raises(InvalidStateError):
+        await tracker.job_control(second, "release")  # its inspect says "created"
+    await until(lambda: engine.container(second).name.endswith(".aiotracker-terminated"))
+    assert [t for op, t in engine.call_log if op == "start" and t == second] == []
+    assert any("input_path" in f for f in (await tracker.job_info(second)).faults)
+
+
+async def test_lost_start_answer_keeps_the_output(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
+) -> None:
+    """A start whose answer is lost but that started the job keeps its output file."""
+    out = tmp_path / "out"
+    job_id = await tracker.add_job(job("sleep", "9", submit_as_hold=True, output_path=str(out)))
+    gate = engine.hold("start", match=job_id, after=True)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tracker.job_control, job_id, "release")
+        with anyio.fail_after(2):
+            await gate.arrived.wait()
+        gate.fail(EngineConnectionError("connection reset"))
+    engine.write_output(job_id, 1, b"kept")
+    engine.exit(job_id, 0)
+    assert await tracker.wait(job_id, timeout=2) is JobState.DONE
+    assert out.read_bytes() == b"kept"
+
+
+async def test_array_rollback_is_bounded_once(engine: FakeEngine) -> None:
+    """Rolling back an array on a hung engine takes one engine_timeout, not one per task."""
+    async with DockerTracker(SESSION, engine=engine, engine_timeout=0.3) as tracker:
+        engine.fail("create", EngineCallError(500, "no space left on device"), match="arr-10")
+        engine.hold("remove")
+        start = anyio.current_time()
+        with pytest.raises(EngineError):
+            await tracker.add_array_job(job("true", job_name="arr"), 1, 10)
+        assert anyio.current_time() - start < 1.0
+        with anyio.fail_after(3):
+            await tracker.aclose()
+
+
 async def test_array_with_deleted_task_launches_after_reopen(engine: FakeEngine) -> None:
     """An array whose finished first task was deleted is launched by the next tracker
     (finding 7)."""
@@ -220,13 +278,14 @@ async def test_failed_release_leaves_job_held_and_a_second_release_starts_it(
     assert await tracker.wait(job_id, timeout=2) is JobState.DONE
 
 
+@pytest.mark.parametrize("after", [False, True])
 async def test_cancelled_release_never_strands_the_job(
-    engine: FakeEngine, tracker: DockerTracker
+    engine: FakeEngine, tracker: DockerTracker, after: bool
 ) -> None:
-    """A release cancelled while its start is in flight leaves the job running or still
-    held, never queued-but-never-started (finding 8)."""
+    """A release cancelled while its start is in flight (before or after the engine acted)
+    leaves the job running or still held, never queued-but-never-started (finding 8)."""
     job_id = await tracker.add_job(job("sleep", "9", submit_as_hold=True))
-    gate = engine.hold("start", match=job_id)
+    gate = engine.hold("start", match=job_id, after=after)
     async with anyio.create_task_group() as tg:
         tg.start_soon(tracker.job_control, job_id, "release")
         with anyio.fail_after(2):
@@ -234,11 +293,8 @@ async def test_cancelled_release_never_strands_the_job(
         tg.cancel_scope.cancel()
     gate.release()
     await until(lambda: tracker.statistics().tasks == 0)
-    state = await tracker.job_state(job_id)
-    if state is JobState.QUEUED:  # never stranded: a release starts it
-        await tracker.job_control(job_id, "release")
-        state = await tracker.wait(job_id, JobState.RUNNING, timeout=2)
-    assert state in (JobState.RUNNING, JobState.QUEUED_HELD)
+    await engine.drain()
+    assert await tracker.job_state(job_id) in (JobState.RUNNING, JobState.QUEUED_HELD)
 
 
 # -- 9: clean-ups are bounded; shutdown closes the client even when cancelled --------------
@@ -323,7 +379,8 @@ async def test_suspend_of_a_job_that_just_exited_is_invalid_state(
         with anyio.fail_after(2):
             await gate.arrived.wait()
         engine.exit(job_id, 0)
-        gate.release()
+        # An answer that names no state: the tracker asks the engine what happened.
+        gate.fail(EngineCallError(500, "OCI runtime pause failed: unknown"))
     assert await tracker.wait(job_id, timeout=2) is JobState.DONE
 
 
@@ -347,7 +404,18 @@ async def test_control_of_a_job_that_just_exited_is_invalid_state(
         with anyio.fail_after(2):
             await gate.arrived.wait()
         engine.exit(job_id, 0)
-        gate.release()
+        gate.release()  # the engine's own answer: not running / not paused
+
+
+async def test_control_error_while_job_still_runs_is_the_engines(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    """An engine failure while the job still runs is EngineError, not InvalidStateError."""
+    job_id = await tracker.add_job(job("sleep", "9"))
+    engine.fail("pause", EngineCallError(500, "OCI runtime pause failed: unknown"))
+    with pytest.raises(EngineError):
+        await tracker.job_control(job_id, "suspend")
+    assert await tracker.job_state(job_id) is JobState.RUNNING
 
 
 async def test_stale_cache_asks_the_engine_before_refusing(
@@ -453,6 +521,31 @@ async def test_special_and_symlinked_output_paths_are_written_in_place(
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     assert link.is_symlink()
     assert target.read_bytes() == b"out"
+    for job_id in (to_null, to_link):
+        assert not (await tracker.job_info(job_id)).faults
+
+
+async def test_fifo_output_is_written_in_place_without_blocking(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
+) -> None:
+    """A FIFO output path stays a FIFO and gets the output; waiting for its reader never
+    blocks the tracker (finding 2)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    job_id = await tracker.add_job(job("sleep", "9", output_path=str(fifo)))
+    other = await tracker.add_job(job("true"))
+    engine.exit(other, 0)  # the tracker goes on while the FIFO has no reader
+    assert await tracker.wait(other, timeout=2) is JobState.DONE
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        engine.write_output(job_id, 1, b"out")
+        engine.exit(job_id, 0)
+        assert await tracker.wait(job_id, timeout=2) is JobState.DONE
+        assert os.read(reader, 10) == b"out"
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert not (await tracker.job_info(job_id)).faults
 
 
 async def test_tracker_that_dies_closes_its_engine_and_fails_waits_with_cause(
