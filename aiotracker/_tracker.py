@@ -221,7 +221,10 @@ class DockerTracker:
         files are complete. ``JobNotFoundError`` for an id that is not a job of this session.
         """
         self._check_open()
-        return self._cache.require(await self._sync.known(job_id)).state
+        job = self._cache.get(job_id) if isinstance(job_id, str) else None
+        if job is None:  # not known yet (or not a job): the engine is asked
+            job = self._cache.require(await self._sync.known(job_id))
+        return job.state
 
     async def job_info(self, job_id: str) -> JobInfo:
         """Everything the engine knows of the job, mapped to DRMAA2 (one inspect), with what

@@ -96,8 +96,9 @@ async def _aiotracker(ctx: Context, ids: list[str], session: str, do_queries: bo
         row.waits = method.tracker.statistics().waiters
         row.rss = rss_bytes() - rss
         await _window(row, ctx.sizes.idle_seconds)
-        client = method.tracker._client  # diagnostics only: which sockets are in use
-        api, streams = _pool(client.api.session.connector), _pool(client.streams.session.connector)
+        engine: Any = method.tracker._rt.engine  # diagnostics only: which sockets are in use
+        api = _pool(engine._api.session.connector)
+        streams = _pool(engine._streams.session.connector)
         if api is not None and streams is not None:
             row.in_use = api[0] + streams[0]
             row.note = f"{streams[0]} event stream + {api[1]} idle keep-alive API connection(s)"

@@ -17,9 +17,7 @@ import math
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import IO, Any, Concatenate, Generic, NoReturn, ParamSpec, TypeAlias, TypeVar
+from typing import IO, Any, Concatenate, NoReturn, ParamSpec, TypeAlias, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -34,24 +32,12 @@ from .base import (
     EngineInfo,
     OutputReader,
 )
+from .fake_container import LIVE, FakeContainer, Frame, dt
+from .faults import Faults, Gate, Pipe, Rule
 
 P = ParamSpec("P")
 T = TypeVar("T")
-Frame = tuple[int, bytes]
-OPS = frozenset(
-    {"info", "create", "start", "inspect", "list_containers", "kill", "pause", "unpause",
-     "rename", "disable_restart", "remove", "image_tags", "stream_events", "attach_output",
-     "read_logs", "feed_stdin"}
-)  # fmt: skip
 RING_SIZE = 256  # Docker's eventsLimit: the last 256 events, of every container
-_LIVE = ("running", "paused")
-_STATUS_TEXT = {"created": "Created", "running": "Up 1 second", "paused": "Up 1 second (Paused)",
-                "exited": "Exited ({}) 1 second ago",
-                "restarting": "Restarting ({}) 1 second ago"}  # fmt: skip
-
-
-def _dt(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns % 10**9 // 1000)
 
 
 def _image_key(image: str) -> str:
@@ -87,96 +73,7 @@ def _api(op: str) -> Callable[[_Sync[P, T]], _Async[P, T]]:
     return wrap
 
 
-class _Queue(Generic[T]):
-    """An unbounded stream that ends (after its buffer) or is cut (at once)."""
-
-    def __init__(self) -> None:
-        self.send, self.receive = anyio.create_memory_object_stream[T](math.inf)
-        self.cut = False
-
-    def put(self, item: T) -> int:
-        self.send.send_nowait(item)
-        return self.send.statistics().current_buffer_used
-
-    def end(self, *, cut: bool = False) -> None:
-        self.cut = self.cut or cut
-        self.send.close()
-
-    async def get(self) -> T | None:
-        try:
-            item = await self.receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return None
-        return None if self.cut else item
-
-    def idle(self) -> bool:
-        stats = self.receive.statistics()  # a reader waits again: it has taken everything
-        return stats.current_buffer_used == 0 and stats.tasks_waiting_receive > 0
-
-    def close(self) -> None:
-        self.send.close()
-        self.receive.close()
-
-
-class Gate:
-    """A held call: ``arrived`` is set when it gets there; ``release`` or ``fail`` lets it go."""
-
-    def __init__(self) -> None:
-        self.arrived = anyio.Event()
-        self._go = anyio.Event()
-        self._error: BaseException | None = None
-
-    def release(self) -> None:
-        """Let the held call go on."""
-        self._go.set()
-
-    def fail(self, exc: BaseException) -> None:
-        """Make the held call raise ``exc`` instead."""
-        self._error = exc
-        self._go.set()
-
-    async def _pass(self) -> None:
-        self.arrived.set()
-        await self._go.wait()
-        if self._error is not None:
-            raise self._error
-
-
-_Sub = tuple[tuple[str, ...], _Queue[ContainerEvent]]  # an event stream: its labels, its queue
-
-
-@dataclass
-class _Rule:
-    op: str
-    match: str | None
-    times: int
-    error: BaseException | None = None
-    gate: Gate | None = None
-    after: bool = False
-
-
-@dataclass(eq=False)
-class FakeContainer:
-    """One fake container's state (``FakeEngine.container`` returns it; tests may read it)."""
-
-    id: str
-    name: str
-    config: dict[str, Any]
-    labels: dict[str, str]
-    image: str
-    restart_policy: str
-    auto_remove: bool
-    created: datetime
-    status: str = "created"
-    exit_code: int = 0
-    error: str = ""
-    oom_killed: bool = False
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    logs: list[Frame] = field(default_factory=list)
-    stdin: bytes = b""
-    refusal: tuple[int, str] | None = None
-    pipes: list[_Queue[Frame]] = field(default_factory=list)
+_Sub = tuple[tuple[str, ...], Pipe[ContainerEvent]]  # an event stream: its labels, its queue
 
 
 class FakeEngine:
@@ -198,7 +95,7 @@ class FakeEngine:
         self._containers: dict[str, FakeContainer] = {}
         self._ring: deque[ContainerEvent] = deque(maxlen=RING_SIZE)
         self._subs: list[_Sub] = []
-        self._rules: list[_Rule] = []
+        self._faults = Faults()
         self._serial = 0
 
     @property
@@ -228,12 +125,12 @@ class FakeEngine:
     ) -> None:  # fmt: skip
         """Make the next ``times`` calls of ``op`` (about container ``match``) raise ``error``."""
         error = error if error is not None else EngineConnectionError("injected")
-        self._add_rule(_Rule(op, match, times, error=error))
+        self._add_rule(Rule(op, match, times, error=error))
 
     def hold(self, op: str, *, match: str | None = None, after: bool = False) -> Gate:
         """Block the next call of ``op`` before it acts (``after``: before it returns)."""
         gate = Gate()
-        self._add_rule(_Rule(op, match, 1, gate=gate, after=after))
+        self._add_rule(Rule(op, match, 1, gate=gate, after=after))
         return gate
 
     def set_down(self, down: bool) -> None:
@@ -260,7 +157,7 @@ class FakeEngine:
     def exit(self, cid: str, code: int = 0, *, oom: bool = False) -> None:
         """The container's process exits with ``code`` (OOM-killed first if ``oom``)."""
         container = self._resolve(cid)
-        if container.status not in _LIVE:
+        if container.status not in LIVE:
             raise ValueError(f"container {container.name} is {container.status}")
         self._die(container, code, oom=oom)
 
@@ -336,17 +233,17 @@ class FakeEngine:
             name=self._free_name(name) if name is not None else f"fake_{self._serial}",
             config=dict(config), labels=dict(config.get("Labels") or {}), image=image,
             restart_policy="" if policy == "no" else policy,
-            auto_remove=bool(host.get("AutoRemove")), created=_dt(self.clock_ns),
+            auto_remove=bool(host.get("AutoRemove")), created=dt(self.clock_ns),
         )  # fmt: skip
         self._containers[container.id] = container
-        container.created = _dt(self._emit(container, "create"))
+        container.created = dt(self._emit(container, "create"))
         return container.id
 
     @_api("start")
     def start(self, cid: str) -> None:
         """Start a created or exited container (``start``); a live one is a 304, not an error."""
         container = self._resolve(cid)
-        if container.status in (*_LIVE, "restarting"):
+        if container.status in (*LIVE, "restarting"):
             return
         if container.refusal is not None:  # no start, no die: the state stays created
             (status, message), container.refusal = container.refusal, None
@@ -357,29 +254,15 @@ class FakeEngine:
     @_api("inspect")
     def inspect(self, cid: str) -> ContainerDetails:
         """A snapshot of a container's state (``hold(after=True)`` makes it stale)."""
-        c = self._resolve(cid)
-        config = c.config
-        return ContainerDetails(
-            container_id=c.id, name=c.name, status=c.status,
-            running=c.status in (*_LIVE, "restarting"), paused=c.status == "paused",
-            restarting=c.status == "restarting", oom_killed=c.oom_killed, dead=False,
-            exit_code=c.exit_code, error=c.error, created=c.created, started_at=c.started_at,
-            finished_at=c.finished_at, labels=dict(c.labels), image=c.image,
-            cmd=tuple(config.get("Cmd") or ()), user=str(config.get("User") or ""),
-            hostname=str(config.get("Hostname") or ""),
-            working_dir=str(config.get("WorkingDir") or ""), restart_policy=c.restart_policy,
-        )  # fmt: skip
+        return self._resolve(cid).details()
 
     @_api("list_containers")
     def list_containers(self, label: str) -> list[ContainerSummary]:
         """Every container carrying ``label`` (``k`` or ``k=v``), newest first."""
         return [
-            ContainerSummary(
-                c.id, c.name, c.status, _STATUS_TEXT[c.status].format(c.exit_code), dict(c.labels)
-            )
-            for c in reversed(self._containers.values())
+            c.summary() for c in reversed(self._containers.values())
             if _label_matches(label, c.labels)
-        ]
+        ]  # fmt: skip
 
     @_api("kill")
     def kill(self, cid: str) -> None:
@@ -428,7 +311,7 @@ class FakeEngine:
     def remove(self, cid: str, *, force: bool = False) -> None:
         """Remove a container (``destroy``); ``force`` kills a live one first."""
         container = self._resolve(cid)
-        if container.status in (*_LIVE, "restarting"):
+        if container.status in (*LIVE, "restarting"):
             if not force:
                 raise EngineCallError(
                     409, f"You cannot remove a {container.status} container {container.id}. "
@@ -453,7 +336,7 @@ class FakeEngine:
     ) -> NoReturn:
         """Replay the ring from ``since_ns`` (inclusive), call ``on_connected``, then go live."""
         gate = await self._enter("stream_events", None)
-        entry = (tuple(labels), _Queue[ContainerEvent]())
+        entry = (tuple(labels), Pipe[ContainerEvent]())
         since = since_ns if since_ns is not None else math.inf  # no since: no replay
         replay = sum(self._offer(entry, past) for past in self._ring if past.time_ns >= since)
         self._subs.append(entry)  # in the same step as the replay: no gap, no duplicate
@@ -476,11 +359,11 @@ class FakeEngine:
     async def attach_output(self, cid: str, *, logs: bool = False) -> AsyncIterator[OutputReader]:
         """Attach to stdout and stderr until the container exits; ``logs`` replays first."""
         gate = await self._enter("attach_output", cid)
-        container, pipe = self._resolve(cid), _Queue[Frame]()
+        container, pipe = self._resolve(cid), Pipe[Frame]()
         try:
             for frame in container.logs if logs else ():
                 pipe.put(frame)
-            if container.status in ("created", *_LIVE):
+            if container.status in ("created", *LIVE):
                 container.pipes.append(pipe)
             else:
                 pipe.end()
@@ -515,10 +398,8 @@ class FakeEngine:
 
     # -- machinery -----------------------------------------------------------------------------
 
-    def _add_rule(self, rule: _Rule) -> None:
-        if rule.op not in OPS:
-            raise ValueError(f"unknown operation {rule.op!r}")
-        self._rules.append(rule)
+    def _add_rule(self, rule: Rule) -> None:
+        self._faults.add(rule)
 
     def _why(self, default: str) -> str:
         return "engine closed" if self.closed else "engine down" if self.down else default
@@ -528,18 +409,10 @@ class FakeEngine:
         self.calls[op] += 1
         self.call_log.append((op, target))
         await anyio.lowlevel.checkpoint()
-        rule = next((r for r in self._rules if r.op == op and self._about(r.match, target)), None)
-        if rule is not None:
-            rule.times -= 1
-            if rule.times <= 0:
-                self._rules.remove(rule)
-            if rule.error is not None:
-                raise rule.error
-            if rule.gate is not None and not rule.after:
-                await rule.gate._pass()
+        gate = await self._faults.enter(op, lambda match: self._about(match, target))
         if self.closed or self.down:
             raise EngineConnectionError(self._why(""))
-        return rule.gate if rule is not None and rule.after else None
+        return gate
 
     def _about(self, match: str | None, target: str | None) -> bool:
         if match is None or match == target:
@@ -604,7 +477,7 @@ class FakeEngine:
         return self.emit(container.id, action, **extra).time_ns
 
     def _run(self, container: FakeContainer) -> None:
-        container.started_at = _dt(self._emit(container, "start"))
+        container.started_at = dt(self._emit(container, "start"))
         container.status, container.exit_code, container.error = "running", 0, ""
         container.oom_killed = False
 
@@ -616,7 +489,7 @@ class FakeEngine:
         restart = policy == "always" or (policy == "unless-stopped" and not kill)
         restart = restart or (policy == "on-failure" and code != 0)
         c.status, c.exit_code = "restarting" if restart else "exited", code
-        c.finished_at = _dt(self._emit(c, "die", exitCode=str(code)))
+        c.finished_at = dt(self._emit(c, "die", exitCode=str(code)))
         self._end_pipes(c)
         if c.auto_remove:
             self._destroy(c)
@@ -629,7 +502,7 @@ class FakeEngine:
     def _kill(self, container: FakeContainer) -> None:
         if container.status == "restarting":
             container.status = "exited"  # the restart is cancelled; die was already sent
-        elif container.status in _LIVE:
+        elif container.status in LIVE:
             self._emit(container, "kill", signal="9")
             self._die(container, 137, kill=True)
         else:

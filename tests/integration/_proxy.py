@@ -159,6 +159,7 @@ class UnixProxy:
             self._notify()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        key = object()  # this connection, for the hooks
         try:
             if self.is_down():
                 raise ConnectionAbortedError("the proxy is cut")
@@ -179,25 +180,109 @@ class UnixProxy:
         self._notify()
         try:
             await asyncio.gather(
-                self._pipe(reader, up_writer, inspect=True),
-                self._pipe(up_reader, writer, inspect=False),
+                self._pipe(key, reader, up_writer, inspect=True),
+                self._pipe(key, up_reader, writer, inspect=False),
             )
         finally:
             self._links.discard(link)
             link.abort()
+            self._closed_link(key)
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, inspect: bool
-    ) -> None:
+        self, key: object, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        *, inspect: bool,
+    ) -> None:  # fmt: skip
         try:
             while data := await reader.read(1 << 16):
+                await self._gate()
                 if inspect:
                     for m in _REQUEST_LINE.finditer(data):
-                        self.requests.append(Request(m[1].decode(), m[2].decode()))
-                        self._notify()
+                        self._on_request(key, Request(m[1].decode(), m[2].decode()))
                 writer.write(data)
                 await writer.drain()
             if writer.can_write_eof() and not writer.transport.is_closing():
                 writer.write_eof()
         except (ConnectionError, OSError):
             pass
+
+    # Hooks for subclasses: before bytes are forwarded, on each request line, at a link's end.
+
+    async def _gate(self) -> None:
+        return
+
+    def _on_request(self, key: object, request: Request) -> None:
+        self.requests.append(request)
+        self._notify()
+
+    def _closed_link(self, key: object) -> None:
+        return
+
+
+class TcpProxy(UnixProxy):
+    """Listens on TCP (``127.0.0.1``, a free port) and forwards each connection to the unix
+    socket ``upstream``, so a tracker can be given a ``tcp://`` engine.
+
+    Everything of ``UnixProxy`` works (``cut``, ``restore``, ``requests``, ``until``); in
+    addition ``freeze()`` stops forwarding bytes in both directions while every socket stays
+    open (new connections are accepted and held too), until ``thaw()``: an engine that hangs.
+    ``max_api_open`` counts, at most at once, the open connections whose latest request is an
+    API call (not a stream: events, attach, logs, wait; a connection that carried a stream never
+    carries anything else).
+    """
+
+    _STREAMS = ("/events", "/attach", "/logs", "/wait")
+
+    def __init__(self, upstream: str, host: str = "127.0.0.1") -> None:
+        super().__init__("", upstream)
+        self.host = host
+        self.port = 0
+        self.max_api_open = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._api_links: set[object] = set()
+
+    @property
+    def url(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    def is_frozen(self) -> bool:
+        return not self._flowing.is_set()
+
+    def freeze(self) -> None:
+        """Stop forwarding (both ways, every connection, new ones too); sockets stay open."""
+        self._flowing.clear()
+        self._notify()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+        self._notify()
+
+    async def aclose(self) -> None:
+        self.thaw()  # a handler held by a freeze would never end
+        await super().aclose()
+
+    async def start(self) -> None:
+        # The same port again after a cut(refuse=True) and restore().
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop_listening(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            self._abort_all()
+            await server.wait_closed()
+
+    async def _gate(self) -> None:
+        await self._flowing.wait()
+
+    def _on_request(self, key: object, request: Request) -> None:
+        if request.path.endswith(self._STREAMS):
+            self._api_links.discard(key)
+        else:
+            self._api_links.add(key)
+            self.max_api_open = max(self.max_api_open, len(self._api_links))
+        super()._on_request(key, request)
+
+    def _closed_link(self, key: object) -> None:
+        self._api_links.discard(key)

@@ -44,6 +44,7 @@ from aiotracker import (
 from aiotracker._engine.base import EVENT_ACTIONS
 from aiotracker._labels import SESSION_LABEL
 from tests.conftest import RUN_LABEL, RUN_TOKEN, TEST_IMAGE
+from tests.integration._cli import MAIN_SOCKET, adocker, session_containers
 from tests.integration._dockerd import ExtraEngine
 from tests.integration._engine import EngineAPI, parse_ns, parse_since
 from tests.integration._proxy import UnixProxy
@@ -54,37 +55,7 @@ Make = Callable[..., JobTemplate]
 TRAP_TERM = "trap 'exit 0' TERM; sleep 1000 & wait"
 
 
-def _main_socket() -> str:
-    host = os.environ.get("DOCKER_HOST", "")
-    if host.startswith("unix://"):
-        return host[len("unix://") :]
-    return "/run/docker.sock" if os.path.exists("/run/docker.sock") else "/var/run/docker.sock"
-
-
-MAIN_SOCKET = _main_socket()
-
-
 # -- helpers ------------------------------------------------------------------------------------
-
-
-async def adocker(*args: str, host: str | None = None, check: bool = True) -> str:
-    """The docker CLI, without blocking the event loop (the tracker reads events meanwhile)."""
-    argv = ["docker", *(["-H", host] if host else []), *args]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} failed: {err.decode(errors='replace').strip()}")
-    return out.decode()
-
-
-async def session_containers(session: str, host: str | None = None) -> list[str]:
-    """Full ids of every container labelled with the session (what the issue says to count)."""
-    out = await adocker(
-        "ps", "-aq", "--no-trunc", "--filter", f"label={SESSION_LABEL}={session}", host=host
-    )
-    return sorted(out.split())
 
 
 async def inspect_all(ids: list[str], host: str | None = None) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ from aiotracker import (
     JobState,
     TrackerClosedError,
 )
-from aiotracker._cache import Change, StateCache, Waiter, Wakeups
+from aiotracker._cache import Change, StateCache
 from aiotracker._engine.base import ContainerDetails, ContainerEvent
 from aiotracker._labels import (
     ARRAY_INDEX_LABEL,
@@ -27,6 +27,7 @@ from aiotracker._labels import (
     RESTART_LABEL,
     TERMINATED_SUFFIX,
 )
+from aiotracker._waiters import Waiter, Wakeups
 
 JOB = "a" * 64
 OTHER = "b" * 64
