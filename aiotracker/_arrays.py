@@ -81,6 +81,7 @@ class ArrayLauncher:
         tasks: Tasks,
         publish: Callable[[tuple[Wakeups, list[Change]] | None], None],
         request_resync: Callable[[], None],
+        holds: Callable[[str | None], bool] = lambda owner: True,
     ) -> None:
         self._engine = engine
         self._cache = cache
@@ -88,6 +89,7 @@ class ArrayLauncher:
         self._tasks = tasks
         self._publish = publish
         self._request_resync = request_resync
+        self._holds = holds  # launch only arrays whose lease this tracker holds
         self.arrays: dict[str, Array] = {}
 
     def add(self, array_id: str, size: int, max_parallel: int) -> Array:
@@ -137,6 +139,8 @@ class ArrayLauncher:
 
     async def _launch_some(self, array: Array) -> None:
         while task := next_task(self._cache.array_jobs(array.array_id), array.max_parallel):
+            if not self._holds(task.owner):
+                return  # the lease went to another tracker: it launches the rest
             try:
                 launch = array.launches.get(task.job_id) or await self._submitter.launch_of(
                     task.job_id

@@ -47,6 +47,10 @@ class Job:
     array_id: str | None = None
     index: int = 0
     array_last: int = 0
+    array_size: int = 0
+    array_max_parallel: int = 0
+    # The lease whose holder launches this job's array and writes its output (None: legacy).
+    owner: str | None = None
     ever_started: bool = False
     # Bumped by every applied event: an inspect older than the latest event is not applied.
     seq: int = 0
@@ -171,6 +175,8 @@ class StateCache:
             if labels is not None:
                 meta = JobMeta.from_labels(labels)
                 job.array_id, job.index, job.array_last = meta.array_id, meta.index, meta.last
+                job.array_size, job.array_max_parallel = meta.size, meta.max_parallel
+                job.owner = meta.owner
                 job.auto_remove, job.die_is_final = meta.auto_remove, meta.die_is_final
             self._jobs[job_id] = job
             changes.append(Change(job_id, job.array_id, job.state))

@@ -20,6 +20,7 @@ from ._exceptions import (
     InternalError,
     InvalidArgumentError,
     InvalidStateError,
+    JobNameInUseError,
     JobNotFoundError,
     TrackerError,
 )
@@ -77,7 +78,7 @@ def translate(
     if "multiple ids found" in lowered:
         return JobNotFoundError(f"{op}: ambiguous job id {job_id!r}", job_id=job_id)
     if op == "create" and status == 409:
-        return InvalidArgumentError(f"job name already in use: {message}", job_id=job_id)
+        return JobNameInUseError(f"job name already in use: {message}", job_name="")
     if op in _CONTROL_OPS and (status in (304, 409) or any(w in lowered for w in _STATE_WORDS)):
         return InvalidStateError(f"{op}: {message}", job_id=job_id)
     if status in (304, 409):

@@ -4,6 +4,7 @@
 
     TrackerError
     ├── InvalidArgumentError (ValueError)
+    │   ├── JobNameInUseError
     │   ├── JobNotFoundError
     │   └── ImageNotFoundError
     ├── InvalidStateError
@@ -37,6 +38,16 @@ class InvalidArgumentError(TrackerError, ValueError):
     Raised before anything is created: a bad job template, extension value, path, timeout,
     array bound or job-control action.
     """
+
+
+class JobNameInUseError(InvalidArgumentError):
+    """A job of this session already has the job name (``job_id`` names that job)."""
+
+    job_name: str
+
+    def __init__(self, message: str, *, job_name: str, job_id: str | None = None) -> None:
+        super().__init__(message, job_id=job_id)
+        self.job_name = job_name
 
 
 class JobNotFoundError(InvalidArgumentError):

@@ -6,6 +6,7 @@ cannot change after create; the container *name* can (rename), so it carries the
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,14 @@ AUTO_REMOVE_LABEL = "aiotracker.auto_remove"
 # Set when the job has a restart policy: its die is then not final (the engine may start it
 # again), so the tracker waits for an inspect before it publishes a terminal state.
 RESTART_LABEL = "aiotracker.restart"
+# Leases: the tracker responsible for a job (launching its array, writing its output) holds the
+# lease its ``OWNER_LABEL`` names: a container ``lease_name(owner)`` running ``cat`` on a stdin
+# the holder keeps open, labelled ``LEASE_LABEL=<session tag>`` and ``LEASE_OWNER_LABEL``.
+OWNER_LABEL = "aiotracker.owner"
+LEASE_LABEL = "aiotracker.lease"
+LEASE_OWNER_LABEL = "aiotracker.lease.owner"
+# The idempotency key a job was submitted with (``add_job(..., key=...)``).
+KEY_LABEL = "aiotracker.key"
 LABEL_FORMAT_VERSION = "1"
 
 HELD_SUFFIX = ".aiotracker-held"
@@ -43,6 +52,27 @@ def base_name(name: str) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def session_tag(session: str) -> str:
+    """The session, as a container name may hold it: readable, and unique by its hash."""
+    slug = re.sub(r"[^a-zA-Z0-9_.-]", "_", session)[:40]
+    return f"{slug}-{hashlib.sha256(session.encode()).hexdigest()[:8]}"
+
+
+def container_name(job_name: str, session: str) -> str:
+    """A named job's container name: its job name, then its session's tag (job names are per
+    session, container names are global)."""
+    return f"{job_name}.{session_tag(session)}"
+
+
+def lease_name(owner: str, session: str) -> str:
+    return f"aiotracker-lease-{owner}.{session_tag(session)}"
+
+
+def key_hash(session: str, key: str) -> str:
+    """An idempotency key as a name part: the same key of the same session, the same name."""
+    return hashlib.sha256(f"{session}\0{key}".encode()).hexdigest()[:24]
 
 
 def is_held_name(name: str) -> bool:
@@ -70,6 +100,9 @@ class JobMeta:
     array_id: str | None = None
     index: int = 0
     last: int = 0
+    size: int = 0
+    max_parallel: int = 0
+    owner: str | None = None
     auto_remove: bool = False
     # Made by aiotracker with no restart policy: its die is final (the engine sets
     # State.ExitCode before it logs the die), so the die's exit code can be published.
@@ -81,6 +114,9 @@ class JobMeta:
             array_id=labels.get(ARRAY_LABEL),
             index=_int(labels.get(ARRAY_INDEX_LABEL)),
             last=_int(labels.get(ARRAY_LAST_LABEL)),
+            size=_int(labels.get(ARRAY_SIZE_LABEL)),
+            max_parallel=_int(labels.get(ARRAY_MAX_PARALLEL_LABEL)),
+            owner=labels.get(OWNER_LABEL),
             auto_remove=labels.get(AUTO_REMOVE_LABEL) == "1",
             die_is_final=MANAGED_LABEL in labels and RESTART_LABEL not in labels,
         )

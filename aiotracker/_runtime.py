@@ -16,14 +16,21 @@ import logging
 import anyio
 
 from ._arrays import ArrayLauncher
-from ._cache import Change, StateCache
+from ._cache import TERMINAL, Change, StateCache
 from ._control import Controller
 from ._copier import OutputCopier, Source, recovery
 from ._engine.base import ContainerSummary, Engine, EngineInfo
 from ._errors import engine_errors
 from ._exceptions import DrmCommunicationError, InvalidStateError, TrackerClosedError
 from ._feed import EventFeed
-from ._labels import ARRAY_LABEL, ARRAY_MAX_PARALLEL_LABEL, ARRAY_SIZE_LABEL, MANAGED_LABEL
+from ._labels import (
+    ARRAY_LABEL,
+    ARRAY_MAX_PARALLEL_LABEL,
+    ARRAY_SIZE_LABEL,
+    MANAGED_LABEL,
+    OWNER_LABEL,
+)
+from ._leases import Leases
 from ._model import JobState
 from ._output import OutputPlan
 from ._submit import Submitter
@@ -45,8 +52,10 @@ class Runtime:
         engine_timeout: float,
         labels: dict[str, str],
         max_inspects: int,
+        observer: bool = False,
     ) -> None:
         self.engine = engine
+        self.observer = observer  # never starts, launches or writes output
         self.timeout = engine_timeout
         self.info = EngineInfo("", 0, "")
         self.cache = StateCache()
@@ -58,13 +67,24 @@ class Runtime:
             on_reconnect=self.sync.request_resync, on_engine_lost=self._engine_lost,
         )  # fmt: skip
         self.copier = OutputCopier(engine, self.cache, self.publish)
+        self.leases = Leases(
+            engine, self.cache, session, self.tasks, labels=labels, timeout=engine_timeout
+        )
+        self.lease_feed = EventFeed(
+            engine, [self.leases.label], engine_timeout=engine_timeout,
+            on_reconnect=lambda: self.tasks.spawn(self.leases.adopt_dead),
+            on_engine_lost=lambda: None,
+        )  # fmt: skip
+        self.leases.on_adopted = self._adopted
+        self.leases.on_lost = self._lost
         self.submitter = Submitter(
             engine, self.cache, self.tasks, self.copier, self.publish,
             session=session, labels=labels, engine_timeout=engine_timeout,
+            owner=None if observer else self.leases.ensure_own,
         )  # fmt: skip
         self.launcher = ArrayLauncher(
             engine, self.cache, self.submitter, self.tasks, self.publish,
-            self.sync.request_resync,
+            self.sync.request_resync, self.leases.holds,
         )  # fmt: skip
         self.sync.on_resynced = self.launcher.wake_all
         self.control = Controller(
@@ -124,12 +144,20 @@ class Runtime:
                 self.tasks.bind(tg)
                 since = self.info.system_time_ns
                 await tg.start(self.feed.run, since)
+                if not self.observer:
+                    await tg.start(self.lease_feed.run, since)
                 self._adopt(await self.sync.seed(since, self._recovering))
                 tg.start_soon(self.feed.process, self.sync.on_event)
                 tg.start_soon(self.sync.run_resyncs)
+                if not self.observer:
+                    tg.start_soon(self.lease_feed.process, self.leases.on_event)
+                    self.tasks.spawn(self.leases.adopt_dead)
                 ready.set_result(None)
                 await self._closing.wait()
+                self.leases.closing = True
+                finished = self.leases.finished()
                 tg.cancel_scope.cancel()
+            await self.leases.remove(finished)
         except BaseException as exc:
             cause = exc
             if not ready.done():
@@ -150,6 +178,8 @@ class Runtime:
                 await self.engine.aclose()
 
     def _recovering(self, summary: ContainerSummary, state: JobState) -> bool:
+        if self.observer or OWNER_LABEL in summary.labels:
+            return False  # a lease's jobs are recovered by whoever takes the lease over
         plan = recovery(summary.labels, state, summary.container_id)
         if plan is not None:
             self._recoveries[summary.container_id] = plan
@@ -157,14 +187,42 @@ class Runtime:
 
     def _adopt(self, summaries: list[ContainerSummary]) -> None:
         """At opening: resume interrupted output copies, and launch the session's arrays."""
+        if self.observer:
+            return
         recoveries, self._recoveries = self._recoveries, {}
         for job_id, (plan, source) in recoveries.items():
             self.tasks.spawn(self._recover, job_id, plan, source)
         for s in summaries:
             array_id = s.labels.get(ARRAY_LABEL)
+            if OWNER_LABEL in s.labels:
+                continue  # launched by its lease's holder
             if array_id and MANAGED_LABEL in s.labels and array_id not in self.launcher.arrays:
                 size = _int(s.labels.get(ARRAY_SIZE_LABEL))
                 self.launcher.add(array_id, size, _int(s.labels.get(ARRAY_MAX_PARALLEL_LABEL)))
+
+    def _adopted(self, owner: str) -> None:
+        """We took ``owner``'s lease over: its arrays and its jobs' output are ours now."""
+        jobs = [job for job in self.cache if job.owner == owner]
+        for job in jobs:
+            if job.array_id is not None and job.state not in TERMINAL:
+                self.launcher.add(job.array_id, job.array_size, job.array_max_parallel)
+        for job in jobs:
+            self.tasks.spawn(self._take_output, job.job_id)
+
+    async def _take_output(self, job_id: str) -> None:
+        """Complete a taken-over job's output from the engine's log (once: we hold its lease)."""
+        details = await self.sync.details(job_id)
+        job = self.cache.get(job_id)
+        plan = recovery(details.labels, job.state, job_id) if job is not None else None
+        if plan is not None:
+            self.cache.begin_output(job_id)
+            await self._recover(job_id, *plan)
+
+    def _lost(self, owner: str) -> None:
+        """Our lease went (another tracker may take it): stop writing its jobs' output."""
+        for job in list(self.cache):
+            if job.owner == owner:
+                self.copier.cancel(job.job_id)
 
     async def _recover(self, job_id: str, plan: OutputPlan, source: Source) -> None:
         try:

@@ -15,7 +15,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -33,10 +33,21 @@ from ._exceptions import (
     InternalError,
     InvalidArgumentError,
     InvalidStateError,
+    JobNameInUseError,
     JobNotFoundError,
     TrackerError,
 )
-from ._labels import HELD_SUFFIX, TEMPLATE_LABEL, base_name, validate_job_name
+from ._labels import (
+    HELD_SUFFIX,
+    KEY_LABEL,
+    OWNER_LABEL,
+    SESSION_LABEL,
+    TEMPLATE_LABEL,
+    base_name,
+    container_name,
+    key_hash,
+    validate_job_name,
+)
 from ._mapping import task_name
 from ._model import JobState, JobTemplate
 from ._output import OutputPlan, absolute_paths, check_input_path, check_stage_in, plan_output
@@ -83,6 +94,7 @@ class Submitter:
         session: str,
         labels: Mapping[str, str],
         engine_timeout: float,
+        owner: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self._engine = engine
         self._cache = cache
@@ -93,9 +105,17 @@ class Submitter:
         self._labels = dict(labels)
         self._timeout = engine_timeout
         self._host = socket.gethostname()
+        self._owner = owner  # the lease to put on new jobs (made with their image)
 
-    def prepare(self, template: JobTemplate, array_task: ArrayTask | None = None) -> Prepared:
-        """Everything checked and computed before a container is made (no engine call)."""
+    def prepare(
+        self, template: JobTemplate, array_task: ArrayTask | None = None, key: str | None = None
+    ) -> Prepared:
+        """Everything checked and computed before a container is made (no engine call).
+
+        The container's name is unique to the job within the engine: from the job name and
+        the session (names are per session), else from the idempotency ``key`` (a second
+        create with it finds the first job), else random.
+        """
         cwd = os.getcwd()
         if array_task is not None:
             # Each task: its own TASK_ID and name, and DRMAA2's index placeholder in its paths.
@@ -114,53 +134,132 @@ class Submitter:
         input_path = check_input_path(template.input_path, cwd) if template.input_path else ""
         check_stage_in(template, cwd)
         template = absolute_paths(template, cwd)
+        labels = dict(self._labels)
+        if key is not None:
+            labels[KEY_LABEL] = key
         config = create_config(
-            self._session, template, cwd=cwd, labels=self._labels,
+            self._session, template, cwd=cwd, labels=labels,
             submission_host=self._host, array_task=array_task,
         )  # fmt: skip
-        name = template.job_name or f"aiotracker-{uuid.uuid4().hex[:16]}"
+        if template.job_name:
+            name = container_name(template.job_name, self._session)
+        elif key is not None:
+            suffix = f"-{array_task.index}" if array_task is not None else ""
+            name = f"aiotracker-key-{key_hash(self._session, key)}{suffix}"
+        else:
+            name = f"aiotracker-{uuid.uuid4().hex[:16]}"
         if template.submit_as_hold:
             name += HELD_SUFFIX
         return Prepared(config, name, Launch(plan, input_path), template.submit_as_hold)
 
     async def submit(self, job: Prepared) -> str:
-        """Create and (unless held) start one job; on any failure nothing is left."""
-        job_id = await self.create(job.config, job.name)
+        """Create and (unless held) start one job. On a failure or a cancellation before the
+        start, nothing is left; a job that has started is never removed. With a key, a job
+        that exists already is returned (and started, if a cut-short call never did)."""
+        job_id, existed = await self.create(job.config, job.name)
+        if existed:
+            await self._finish_existing(job_id, job)
+            return job_id
         try:
             reason = None if job.hold else await self.start(job_id, job.launch)
         except BaseException:
-            await self.discard(job_id)
+            if not self._started(job_id):
+                await self.discard(job_id)
             raise
         if reason is not None:
             await self.discard(job_id)
             raise reason
         return job_id
 
-    async def create_array(self, prepared: list[Prepared]) -> list[str]:
-        """Create every task in index order, or none: on a failure the made ones go."""
+    def _started(self, job_id: str) -> bool:
+        job = self._cache.get(job_id)
+        return job is not None and job.ever_started
+
+    async def _finish_existing(self, job_id: str, job: Prepared) -> None:
+        """A retry found its job: start it if the first call was cut short before the start."""
+        state = self._cache.require(job_id).state
+        if job.hold or state is not JobState.QUEUED or self._started(job_id):
+            return
+        with engine_errors("inspect", job_id):
+            details = await self._engine.inspect(job_id)
+        if details.status == "created" and not details.error:
+            reason = await self.start(job_id, job.launch)
+            if reason is not None:
+                raise reason
+
+    async def create_array(self, prepared: list[Prepared]) -> list[str] | str:
+        """Create every task in index order, or none: on a failure the made ones go.
+
+        Returns the tasks' ids, or, for a retry with a key whose array exists, its array id.
+        """
         made: list[str] = []
         try:
             for job in prepared:
-                made.append(await self.create(job.config, job.name))  # noqa: PERF401
+                job_id, existed = await self.create(job.config, job.name)
+                if existed:  # a retry with the same key: the array exists
+                    return self._array_of(job_id)
+                made.append(job_id)
         except BaseException:
             await self.discard(*reversed(made))
             raise
         return made
 
-    async def create(self, config: dict[str, Any], name: str) -> str:
-        """Create a job's container; the caller removes it if anything after this fails."""
+    def _array_of(self, job_id: str) -> str:
+        array_id = self._cache.require(job_id).array_id
+        if array_id is None:
+            raise JobNameInUseError(
+                f"the key is in use by job {job_id}, not by an array", job_name="", job_id=job_id
+            )
+        return array_id
+
+    async def create(self, config: dict[str, Any], name: str) -> tuple[str, bool]:
+        """Create a job's container; the caller removes it if anything after this fails.
+
+        Returns (job id, existed): a name already taken by a job of this session with the same
+        idempotency key is that job; any other clash is ``JobNameInUseError``.
+        """
         await anyio.lowlevel.checkpoint()  # a pending cancellation stops us before, not during
+        if self._owner is not None and OWNER_LABEL not in config["Labels"]:
+            owner = await self._owner(config["Image"])
+            if owner is not None:
+                config["Labels"][OWNER_LABEL] = owner
         # Shielded: a create cut short may still be carried out by the engine, after any attempt
         # to remove it; waiting for the answer (a few ms) gives the id to remove.
-        with shielded(self._timeout) as scope, engine_errors("create", image=config["Image"]):
-            job_id = await self._engine.create(config, name)
+        with shielded(self._timeout) as scope:
+            try:
+                with engine_errors("create", image=config["Image"]):
+                    job_id = await self._engine.create(config, name)
+            except JobNameInUseError:
+                return await self._clash(config, name), True
         if scope.cancelled_caught:  # an engine that hangs on create
             with shielded(self._timeout), contextlib.suppress(TrackerError):
                 await self.remove(name)
             raise DrmCommunicationError(f"the engine did not create {name} in time")
         state = JobState.QUEUED_HELD if name.endswith(HELD_SUFFIX) else JobState.QUEUED
         self._publish(self._cache.add(job_id, state, labels=config["Labels"]))
-        return job_id
+        return job_id, False
+
+    async def _clash(self, config: dict[str, Any], name: str) -> str:
+        """The name is taken: the same key's job (idempotent), or JobNameInUseError."""
+        labels = config["Labels"]
+        job_name = base_name(name).split(".", 1)[0] if not name.startswith("aiotracker-") else ""
+        try:
+            with engine_errors("inspect"):
+                details = await self._engine.inspect(name)
+        except JobNotFoundError:  # removed meanwhile: a retry can create it
+            raise EngineError(f"the name {name!r} was taken, then freed: retry") from None
+        if details.labels.get(SESSION_LABEL) != self._session:
+            raise JobNameInUseError(
+                f"container name {name!r} is in use outside this session", job_name=job_name
+            )
+        key = labels.get(KEY_LABEL)
+        if key is not None and details.labels.get(KEY_LABEL) == key:
+            self._publish(self._cache.settle(details))
+            return details.container_id
+        raise JobNameInUseError(
+            f"job name {job_name!r} is in use by job {details.container_id} of this session",
+            job_name=job_name, job_id=details.container_id,
+        )  # fmt: skip
 
     async def remove(self, job_id: str) -> None:
         with engine_errors("remove", job_id):
@@ -209,8 +308,11 @@ class Submitter:
                 if source is not None:
                     source.close()
             try:
-                with engine_errors("start", job_id):
+                # Shielded: cut short, the engine may start it anyway; the answer tells.
+                with shielded(self._timeout) as scope, engine_errors("start", job_id):
                     await self._engine.start(job_id)
+                if scope.cancelled_caught:
+                    raise DrmCommunicationError("the engine did not answer the start in time")
             except RETRYABLE:
                 # The answer was lost (or the engine failed): did it start all the same?
                 if not await self._did_start(job_id):
@@ -226,7 +328,7 @@ class Submitter:
         return None
 
     async def _did_start(self, job_id: str) -> bool:
-        with anyio.move_on_after(self._timeout), contextlib.suppress(TrackerError):
+        with shielded(self._timeout), contextlib.suppress(TrackerError):
             with engine_errors("inspect", job_id):
                 details = await self._engine.inspect(job_id)
             return details.started_at is not None or details.status != "created"

@@ -20,7 +20,7 @@ from ._cache import TERMINAL, Change, StateCache
 from ._engine.base import ContainerDetails, ContainerEvent, ContainerSummary, Engine
 from ._errors import engine_errors
 from ._exceptions import JobNotFoundError, TrackerError
-from ._labels import SESSION_LABEL, is_container_id
+from ._labels import SESSION_LABEL, base_name, container_name, is_container_id
 from ._mapping import state_from_summary
 from ._model import JobState
 from ._tasks import Tasks
@@ -174,6 +174,13 @@ class Sync:
         if details.labels.get(SESSION_LABEL) != self._session:
             raise JobNotFoundError(f"no job {job_id!r} in this session", job_id=job_id)
         return details
+
+    async def named(self, job_name: str) -> list[str]:
+        """The ids of this session's jobs with that job name (one listing)."""
+        with engine_errors("list"):
+            summaries = await self._engine.list_containers(self.label)
+        wanted = {job_name, container_name(job_name, self._session)}
+        return [s.container_id for s in summaries if base_name(s.name) in wanted]
 
     # -- listings -----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 import anyio
 
@@ -32,6 +32,7 @@ from ._exceptions import (
     InvalidStateError,
     JobNotFoundError,
     TrackerClosedError,
+    UnsupportedOperationError,
     WaitTimeoutError,
 )
 from ._labels import TEMPLATE_LABEL
@@ -90,6 +91,7 @@ class DockerTracker:
         engine_timeout: float = 30.0,
         labels: dict[str, str] | None = None,
         max_inspects: int = 16,
+        role: Literal["worker", "observer"] = "worker",
         engine: Engine | None = None,
     ) -> None:
         if not isinstance(job_session, str) or not job_session or "\x00" in job_session:
@@ -98,6 +100,8 @@ class DockerTracker:
             raise InvalidArgumentError("connection_limit must be at least 2")
         if not engine_timeout > 0:
             raise InvalidArgumentError("engine_timeout must be positive")
+        if role not in ("worker", "observer"):
+            raise InvalidArgumentError(f"role must be 'worker' or 'observer', got {role!r}")
         if engine is None:
             try:
                 engine = DockerEngine(
@@ -106,9 +110,10 @@ class DockerTracker:
             except ValueError as exc:
                 raise InvalidArgumentError(str(exc)) from exc
         self.job_session = job_session
+        self.role = role
         self._rt = Runtime(
             engine, job_session, engine_timeout=engine_timeout, labels=dict(labels or {}),
-            max_inspects=max_inspects,
+            max_inspects=max_inspects, observer=role == "observer",
         )  # fmt: skip
         self._cache = self._rt.cache
         self._sync = self._rt.sync
@@ -137,6 +142,11 @@ class DockerTracker:
     def _check_open(self) -> None:
         if not self._rt.is_open:
             raise TrackerClosedError("the tracker is not open")
+
+    def _check_worker(self, what: str) -> None:
+        self._check_open()
+        if self.role == "observer":
+            raise UnsupportedOperationError(f"an observer tracker does not {what}")
 
     def __bool__(self) -> bool:
         return True  # a tracker with no jobs is still a tracker (``tracker or ...``)
@@ -169,24 +179,39 @@ class DockerTracker:
 
     # -- the DRMAA2 job tracker ---------------------------------------------------------
 
-    async def add_job(self, template: JobTemplate) -> str:
+    async def add_job(self, template: JobTemplate, *, key: str | None = None) -> str:
         """Create and start a container for ``template``; returns the job id (the container id).
 
         Raises ``InvalidArgumentError`` for a bad template (nothing is created),
         ``ImageNotFoundError`` if the image is not present (nothing is pulled),
+        ``JobNameInUseError`` if a job of this session has the job name,
         ``InvalidArgumentError`` if the job's command cannot start and ``EngineError`` if the
         engine fails to start it (the container is removed either way). With
         ``submit_as_hold`` the job is created QUEUED_HELD and starts on ``release``.
+
+        ``key`` makes the call idempotent within the session: a second call with the same key
+        returns the first call's job instead of making another. A cancelled call goes on in
+        the tracker: it leaves the whole job (which a retry with the key returns) or, if the
+        tracker closes before the job started, nothing; a job that started is never removed.
         """
-        self._check_open()
+        self._check_worker("submit jobs")
         if not isinstance(template, JobTemplate):
             raise InvalidArgumentError("add_job takes a JobTemplate")
+        _check_key(key)
         submitter = self._rt.submitter
-        return await self._rt.tasks.owned(submitter.submit, submitter.prepare(template))
+        return await self._rt.tasks.owned(submitter.submit, submitter.prepare(template, key=key))
+
+    async def find_job(self, job_name: str) -> str:
+        """The id of this session's job named ``job_name`` (``JobNotFoundError`` if none)."""
+        self._check_open()
+        for job_id in await self._sync.named(job_name):
+            return job_id
+        raise JobNotFoundError(f"no job named {job_name!r} in this session", job_id=None)
 
     async def add_array_job(
-        self, template: JobTemplate, begin: int, end: int, step: int = 1, max_parallel: int = 0
-    ) -> str:
+        self, template: JobTemplate, begin: int, end: int, step: int = 1, max_parallel: int = 0,
+        *, key: str | None = None,
+    ) -> str:  # fmt: skip
         """Create tasks ``begin, begin+step, ... <= end`` in order; returns the array job id.
 
         Every task is created (QUEUED, or QUEUED_HELD with ``submit_as_hold``) before any
@@ -195,16 +220,19 @@ class DockerTracker:
         sees ``TASK_ID=<index>``; a job name becomes ``<name>-<index>``. An array is made whole
         or not at all: if task k cannot be created, the tasks made before it are removed.
         """
-        self._check_open()
+        self._check_worker("submit jobs")
         if not isinstance(template, JobTemplate):
             raise InvalidArgumentError("add_array_job takes a JobTemplate")
+        _check_key(key)
         indexes = task_indexes(begin, end, step)
         if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 0:
             raise InvalidArgumentError(f"max_parallel must be an int >= 0, got {max_parallel!r}")
         array_id = uuid.uuid4().hex[:16]
         tasks = [ArrayTask(array_id, i, len(indexes), max_parallel, indexes[-1]) for i in indexes]
-        prepared = [self._rt.submitter.prepare(template, task) for task in tasks]
+        prepared = [self._rt.submitter.prepare(template, task, key) for task in tasks]
         made = await self._rt.tasks.owned(self._rt.submitter.create_array, prepared)
+        if isinstance(made, str):
+            return made  # a retry with the same key: the array made before
         array = self._rt.launcher.add(array_id, len(prepared), max_parallel)
         array.launches = {job_id: job.launch for job_id, job in zip(made, prepared, strict=True)}
         return array_id
@@ -254,7 +282,7 @@ class DockerTracker:
         the engine before refusing, and including a job that ended meanwhile) raises
         ``InvalidStateError``; an unknown action ``InvalidArgumentError``.
         """
-        self._check_open()
+        self._check_worker("control jobs")
         act = _action(action)
         await self._rt.control.control(await self._sync.known(job_id), act)
 
@@ -295,7 +323,7 @@ class DockerTracker:
 
         ``InvalidStateError`` if the job is not finished; nothing changes then.
         """
-        self._check_open()
+        self._check_worker("delete jobs")
         full = await self._sync.known(job_id)
         state = self._cache.require(full).state
         if state not in TERMINAL:
@@ -335,6 +363,7 @@ class DockerTracker:
         Terminate marks queued tasks FAILED before it kills running ones, so the launcher
         cannot start a task in between.
         """
+        self._check_worker("control jobs")
         act = _action(action)
         ids = await self.list_array_jobs(array_id)
         # One hold of the launcher's lock for the whole array: a task killed here wakes the
@@ -376,6 +405,11 @@ def _check_timeout(timeout: float | None) -> None:
         not isinstance(timeout, int | float) or timeout < 0 or math.isnan(timeout)
     ):
         raise InvalidArgumentError(f"timeout must be None or >= 0, got {timeout!r}")
+
+
+def _check_key(key: str | None) -> None:
+    if key is not None and (not isinstance(key, str) or not key or "\x00" in key):
+        raise InvalidArgumentError(f"key must be a non-empty string, got {key!r}")
 
 
 def _json_ids(text: str) -> list[str]:

@@ -177,3 +177,11 @@ class Engine(Protocol):
     async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
         """Attach to stdin, write all of ``source``, then close it (the job sees EOF)."""
         ...
+
+    def hold_stdin(self, cid: str) -> AbstractAsyncContextManager[None]:
+        """Attach to stdin and keep it open while the context lasts (or this process lives).
+
+        A container with ``OpenStdin`` and ``StdinOnce`` running ``cat`` then lives exactly as
+        long as the holder: the liveness signal that leases are made of.
+        """
+        ...

@@ -383,6 +383,17 @@ class DockerEngine:
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
             raise _failure(exc, "logs") from exc
 
+    @asynccontextmanager
+    async def hold_stdin(self, cid: str) -> AsyncIterator[None]:
+        stream = self._hijack(cid, stdin=1, stdout=0, stderr=0, logs=0)
+        try:
+            await stream._init()
+        except (DockerError, *_TRANSPORT_ERRORS) as exc:
+            await stream.close()
+            raise _failure(exc, "stdin") from exc
+        async with _held(stream):
+            yield
+
     async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
         stream = self._hijack(cid, stdin=1, stdout=0, stderr=0, logs=0)
         try:
@@ -393,6 +404,14 @@ class DockerEngine:
             raise _failure(exc, "stdin") from exc
         finally:
             await stream.close()
+
+
+@asynccontextmanager
+async def _held(stream: Stream) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await stream.close()
 
 
 def _close_abandoned(session: aiohttp.ClientSession) -> None:

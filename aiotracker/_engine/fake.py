@@ -32,6 +32,7 @@ from .base import (
     EngineInfo,
     OutputReader,
 )
+from .fake_client import FakeClient
 from .fake_container import LIVE, FakeContainer, Frame, dt
 from .faults import Faults, Gate, Pipe, Rule
 
@@ -197,6 +198,10 @@ class FakeEngine:
         return event
 
     # -- the Engine protocol (see ``base.Engine``) ----------------------------------------------
+
+    def client(self) -> FakeClient:
+        """A connection of its own to this engine, for one of several trackers."""
+        return FakeClient(self)
 
     async def open(self) -> EngineInfo:
         """Connect (again after ``aclose``): an ``info`` call."""
@@ -388,6 +393,34 @@ class FakeEngine:
             return next(frames, None)
 
         yield read
+
+    @asynccontextmanager
+    async def hold_stdin(self, cid: str) -> AsyncIterator[None]:
+        """Hold the container's stdin: when released (or cut), a ``cat`` in it exits 0."""
+        gate = await self._enter("hold_stdin", cid)
+        container = self._resolve(cid)
+        container.stdin_holders += 1
+        try:
+            if gate is not None:
+                await gate._pass()
+            yield
+        finally:
+            container.stdin_holders -= 1
+            self._stdin_closed(container)
+
+    def drop_stdin(self, cid: str) -> None:
+        """The holder of the container's stdin vanished (its process was killed)."""
+        container = self._resolve(cid)
+        container.stdin_holders = 0
+        self._stdin_closed(container)
+
+    def _stdin_closed(self, container: FakeContainer) -> None:
+        config = container.config
+        if (
+            container.stdin_holders == 0 and config.get("OpenStdin") and config.get("StdinOnce")
+            and container.status in LIVE and container.id in self._containers
+        ):  # fmt: skip
+            self._die(container, 0)
 
     async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
         """Read all of ``source`` into the container's ``stdin``."""

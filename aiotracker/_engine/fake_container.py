@@ -40,6 +40,7 @@ class FakeContainer:
     finished_at: datetime | None = None
     logs: list[Frame] = field(default_factory=list)
     stdin: bytes = b""
+    stdin_holders: int = 0
     refusal: tuple[int, str] | None = None
     pipes: list[Pipe[Frame]] = field(default_factory=list)
 

@@ -18,6 +18,7 @@ from aiotracker import (
     JobState,
     JobTemplate,
 )
+from aiotracker._labels import container_name
 from tests.conftest import RUN_LABEL, RUN_TOKEN, TEST_IMAGE
 from tests.integration.test_tracker import session_containers
 
@@ -164,10 +165,12 @@ async def test_task_names_unique(tracker: DockerTracker, template: Make, session
 async def test_failed_creation_leaves_nothing(
     tracker: DockerTracker, template: Make, session_name: str
 ) -> None:
-    """If task 3 cannot be created, tasks 1 and 2 are removed: an array is whole or nothing."""
+    """If task 3 cannot be created, tasks 1 and 2 are removed: an array is whole or nothing
+    (task 3's container name is taken by a container outside the session)."""
     name = f"clash-{session_name[-8:]}"
+    taken = container_name(f"{name}-3", session_name)
     blocker = subprocess.run(
-        ["docker", "create", "--network", "none", "--name", f"{name}-3",
+        ["docker", "create", "--network", "none", "--name", taken,
          "--label", f"{RUN_LABEL}={RUN_TOKEN}", TEST_IMAGE, "true"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip

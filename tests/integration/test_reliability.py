@@ -42,7 +42,7 @@ from aiotracker import (
     TrackerError,
 )
 from aiotracker._engine.base import EVENT_ACTIONS
-from aiotracker._labels import SESSION_LABEL
+from aiotracker._labels import SESSION_LABEL, container_name
 from tests.conftest import RUN_LABEL, RUN_TOKEN, TEST_IMAGE
 from tests.integration._cli import MAIN_SOCKET, adocker, session_containers
 from tests.integration._dockerd import ExtraEngine
@@ -660,7 +660,7 @@ async def test_cancelled_add_job_makes_whole_job_or_nothing(
     names = {}
     for point in CANCEL_POINTS:
         name = f"cx-{uuid.uuid4().hex[:12]}"
-        names[name] = point
+        names[container_name(name, session_name)] = point  # job names are per session
         task = asyncio.create_task(tracker.add_job(template("sleep", "1000", job_name=name)))
         await _cancel_after(task, point)
     await eventually(lambda: tracker.statistics().tasks == 0, "the tracker is idle")
@@ -683,7 +683,7 @@ async def test_add_job_cut_short_by_aclose_leaves_no_half_made_job(
     names = {}
     for point in CANCEL_POINTS[1:] * 2:
         name = f"cz-{uuid.uuid4().hex[:12]}"
-        names[name] = point
+        names[container_name(name, session_name)] = point  # job names are per session
         async with DockerTracker(session_name, labels=labels) as tracker:
             task = asyncio.create_task(tracker.add_job(template("sleep", "1000", job_name=name)))
             await _cancel_after(task, point)

@@ -351,7 +351,7 @@ async def test_command_that_cannot_start(
 
 
 async def test_job_name_in_use(tracker: DockerTracker, template: Make, tmp_path: Path) -> None:
-    """job_name is the container name; a name in use is an InvalidArgumentError."""
+    """A job name in use in the session is a JobNameInUseError (an InvalidArgumentError)."""
     name = f"named-{tmp_path.name[-8:]}-{os.getpid()}"
     job_id = await tracker.add_job(template("true", job_name=name))
     with pytest.raises(InvalidArgumentError, match="in use"):

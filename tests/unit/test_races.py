@@ -30,7 +30,7 @@ from aiotracker import (
 from aiotracker._cache import StateCache
 from aiotracker._engine.base import ContainerEvent, EngineCallError, EngineConnectionError
 from aiotracker._engine.fake import FakeEngine
-from aiotracker._labels import AUTO_REMOVE_LABEL, MANAGED_LABEL, SESSION_LABEL
+from aiotracker._labels import AUTO_REMOVE_LABEL, MANAGED_LABEL, SESSION_LABEL, container_name
 
 IMAGE = "aiotracker/busybox:latest"
 SESSION = "races"
@@ -52,8 +52,15 @@ def engine() -> FakeEngine:
 @pytest.fixture
 async def tracker(engine: FakeEngine) -> AsyncIterator[DockerTracker]:
     async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as t:
+        await hold_lease(t)
         yield t
     assert t.statistics().waiters == 0
+
+
+async def hold_lease(tracker: DockerTracker) -> None:
+    """Make the tracker's lease now (it is made at the first submission), so that a fault
+    aimed at the next start or create hits the job, not the lease."""
+    await tracker._rt.leases.ensure_own(IMAGE)
 
 
 async def until(predicate: Any, timeout: float = 2.0) -> None:
@@ -172,7 +179,7 @@ async def test_task_whose_start_failed_is_not_started_again(
     """A task the engine refuses ends FAILED with a fault and is never started twice; the
     next task runs (finding 7)."""
     refusal = EngineCallError(500, "unable to find user nobody2: no matching entries in passwd")
-    engine.fail("start", refusal, match=f"{SESSION}-arr-1")
+    engine.fail("start", refusal, match=container_name(f"{SESSION}-arr-1", SESSION))
     array_id = await tracker.add_array_job(job("true", job_name=f"{SESSION}-arr"), 1, 2)
     first, second = await tracker.list_array_jobs(array_id)
     assert await tracker.wait(first, timeout=2) is JobState.FAILED
@@ -229,7 +236,8 @@ async def test_lost_start_answer_keeps_the_output(
 async def test_array_rollback_is_bounded_once(engine: FakeEngine) -> None:
     """Rolling back an array on a hung engine takes one engine_timeout, not one per task."""
     async with DockerTracker(SESSION, engine=engine, engine_timeout=0.3) as tracker:
-        engine.fail("create", EngineCallError(500, "no space left on device"), match="arr-10")
+        refusal = EngineCallError(500, "no space left on device")
+        engine.fail("create", refusal, match=container_name("arr-10", SESSION))
         engine.hold("remove")
         start = anyio.current_time()
         with pytest.raises(EngineError):
@@ -291,7 +299,7 @@ async def test_cancelled_release_never_strands_the_job(
         with anyio.fail_after(2):
             await gate.arrived.wait()
         tg.cancel_scope.cancel()
-    gate.release()
+        gate.release()  # the engine answers after the caller gave up
     await until(lambda: tracker.statistics().tasks == 0)
     await engine.drain()
     assert await tracker.job_state(job_id) in (JobState.RUNNING, JobState.QUEUED_HELD)
@@ -303,6 +311,7 @@ async def test_cancelled_release_never_strands_the_job(
 async def test_hung_engine_cleanup_is_bounded(engine: FakeEngine) -> None:
     """A half-made job's removal on a hung engine gives up after engine_timeout (finding 9)."""
     async with DockerTracker(SESSION, engine=engine, engine_timeout=0.3) as tracker:
+        await hold_lease(tracker)
         engine.fail("start", EngineCallError(500, "no space left on device"))
         engine.hold("remove")  # never released: the engine hangs
         with anyio.fail_after(3), pytest.raises(EngineError):

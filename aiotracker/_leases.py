@@ -1,0 +1,220 @@
+"""Leases: which tracker of a session launches an array and writes a job's output.
+
+Built only of what the engine makes atomic, with no server: a lease is a container named after
+its owner id (``lease_name``), running ``cat`` on a stdin its holder keeps attached. Create is
+atomic (a second create of the name gets 409), and when the holder goes (it closed, or its
+process died, even by SIGKILL) the engine closes the stdin, ``cat`` exits, and every tracker
+sees the lease's ``die``. Jobs carry the owner id of the tracker that made them
+(``OWNER_LABEL``); the holder of that owner's lease launches their arrays and writes their
+output. When a lease dies while its jobs are unfinished, the open trackers race to create it
+again; the one that wins holds it from then on and takes the jobs over (launching, and output
+completed from the log). A tracker opened later does the same for leases it finds dead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+
+import anyio
+import anyio.abc
+
+from ._cache import TERMINAL, StateCache
+from ._engine.base import ContainerEvent, Engine
+from ._errors import engine_errors
+from ._exceptions import InvalidStateError, JobNameInUseError, JobNotFoundError, TrackerError
+from ._labels import LEASE_LABEL, LEASE_OWNER_LABEL, lease_name, session_tag
+from ._tasks import Tasks, shielded
+
+log = logging.getLogger("aiotracker")
+
+_LIVE = ("running", "paused", "restarting")
+
+
+class Leases:
+    """The leases this tracker holds (its own and adopted ones) and the takeover of dead ones."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        cache: StateCache,
+        session: str,
+        tasks: Tasks,
+        *,
+        labels: dict[str, str],
+        timeout: float,
+    ) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._session = session
+        self._tasks = tasks
+        self._labels = labels
+        self._timeout = timeout
+        self.own = uuid.uuid4().hex[:12]
+        self.label = f"{LEASE_LABEL}={session_tag(session)}"
+        self.held: dict[str, str] = {}  # owner -> lease container id
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._adopting: set[str] = set()
+        self._lock = anyio.Lock()
+        self._no_lease = False
+        self.closing = False
+        self.on_adopted: Callable[[str], None] = lambda owner: None
+        self.on_lost: Callable[[str], None] = lambda owner: None
+        self.takeovers = 0
+
+    def holds(self, owner: str | None) -> bool:
+        """True if this tracker is responsible for jobs of ``owner`` (None: legacy jobs)."""
+        return owner is None or owner in self.held
+
+    # -- our own lease ------------------------------------------------------------------
+
+    async def ensure_own(self, image: str) -> str | None:
+        """Hold our own lease (made at the first submission, with that job's image); returns
+        the owner id to put on jobs, or None if no lease can be made (the image has no
+        ``cat``): such jobs are this tracker's alone, with no takeover."""
+        if self.own in self.held:
+            return self.own
+        if self._no_lease:
+            return None
+        async with self._lock:
+            if (
+                self.own not in self.held
+                and not self._no_lease
+                and not await self._acquire(self.own, image)
+            ):
+                log.warning("no lease could be made with image %r: no takeover", image)
+                self._no_lease = True
+        return self.own if self.own in self.held else None
+
+    # -- acquiring and holding ----------------------------------------------------------
+
+    async def _acquire(self, owner: str, image: str) -> bool:
+        """Create ``owner``'s lease (clearing a dead one first); False if another holds it."""
+        name = lease_name(owner, self._session)
+        try:
+            with engine_errors("inspect"):
+                old = await self._engine.inspect(name)
+        except JobNotFoundError:
+            old = None
+        if old is not None:
+            if old.status in _LIVE:
+                return False
+            try:
+                with engine_errors("remove", old.container_id):
+                    await self._engine.remove(old.container_id)
+            except JobNotFoundError:
+                pass
+            except InvalidStateError:
+                return False  # started again meanwhile: held
+        config = {
+            "Image": image, "Entrypoint": ["cat"], "Cmd": [], "OpenStdin": True,
+            "StdinOnce": True, "AttachStdin": True, "Tty": False,
+            "Labels": {**self._labels, LEASE_LABEL: session_tag(self._session),
+                       LEASE_OWNER_LABEL: owner},
+            "HostConfig": {"NetworkMode": "none", "LogConfig": {"Type": "none"}},
+        }  # fmt: skip
+        try:
+            with engine_errors("create"):
+                cid = await self._engine.create(config, name)
+        except JobNameInUseError:
+            return False  # another tracker won the race
+        try:
+            await self._tasks.start(self._hold, owner, cid)
+        except TrackerError as exc:
+            log.warning("lease %s not taken: %s", owner, exc)
+            with shielded(self._timeout), contextlib.suppress(TrackerError):
+                await self._engine.remove(cid, force=True)
+            return False
+        return True
+
+    async def _hold(self, owner: str, cid: str, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Hold the lease's stdin (attached before the start) for as long as the tracker."""
+        started = False
+        with anyio.CancelScope() as scope:
+            self._scopes[owner] = scope
+            try:
+                with engine_errors("attach", cid):
+                    async with self._engine.hold_stdin(cid):
+                        with engine_errors("start", cid):
+                            await self._engine.start(cid)
+                        self.held[owner] = cid
+                        started = True
+                        task_status.started()
+                        await anyio.sleep_forever()
+            except Exception:
+                if not started:
+                    raise
+                log.exception("holding lease %s failed", owner)  # its die event follows
+            finally:
+                self._scopes.pop(owner, None)
+                if self.held.pop(owner, None) is not None and not self.closing:
+                    log.warning("lease %s lost", owner)
+                    self.on_lost(owner)
+
+    # -- watching and taking over -------------------------------------------------------
+
+    def on_event(self, event: ContainerEvent) -> None:
+        """A lease event: a lease that died is taken over if its jobs are unfinished."""
+        if event.action not in ("die", "destroy"):
+            return
+        owner = event.attributes.get(LEASE_OWNER_LABEL)
+        if not owner:
+            return
+        if self.held.get(owner) == event.container_id and owner in self._scopes:
+            self._scopes[owner].cancel()  # ours died under us: we no longer hold it
+            self.held.pop(owner, None)
+            log.warning("lease %s lost", owner)
+            self.on_lost(owner)
+        self.consider(owner)
+
+    def consider(self, owner: str) -> None:
+        """Try to take ``owner``'s lease over if some of its jobs are unfinished."""
+        if owner in self.held or owner in self._adopting:
+            return
+        if any(j.owner == owner and j.state not in TERMINAL for j in self._cache):
+            self._adopting.add(owner)
+            self._tasks.spawn(self._adopt, owner)
+
+    async def _adopt(self, owner: str) -> None:
+        try:
+            image = await self._image_of(owner)
+            if image and await self._acquire(owner, image):
+                self.takeovers += 1
+                log.warning("took over lease %s", owner)
+                self.on_adopted(owner)
+        finally:
+            self._adopting.discard(owner)
+
+    async def _image_of(self, owner: str) -> str:
+        for job in list(self._cache):
+            if job.owner == owner:
+                with contextlib.suppress(JobNotFoundError), engine_errors("inspect", job.job_id):
+                    return (await self._engine.inspect(job.job_id)).image
+        return ""
+
+    async def adopt_dead(self) -> None:
+        """At opening: take over the leases whose holders are gone and whose jobs are not done."""
+        with engine_errors("list"):
+            leases = await self._engine.list_containers(self.label)
+        live = {s.labels.get(LEASE_OWNER_LABEL) for s in leases if s.state in _LIVE}
+        for owner in {j.owner for j in self._cache if j.owner is not None} - live:
+            self.consider(owner)
+
+    # -- releasing ----------------------------------------------------------------------
+
+    def finished(self) -> list[str]:
+        """The lease containers held whose jobs are all finished (removed at closing; the
+        others are let go when the tracker's tasks end: their ``cat`` exits, and another
+        tracker takes them over)."""
+        return [
+            cid for owner, cid in self.held.items()
+            if not any(j.owner == owner and j.state not in TERMINAL for j in self._cache)
+        ]  # fmt: skip
+
+    async def remove(self, lease_ids: list[str]) -> None:
+        with shielded(self._timeout):
+            for cid in lease_ids:
+                with contextlib.suppress(TrackerError), engine_errors("remove", cid):
+                    await self._engine.remove(cid, force=True)
