@@ -25,7 +25,7 @@ from ._cache import TERMINAL, StateCache
 from ._engine.base import ContainerEvent, Engine
 from ._errors import engine_errors
 from ._exceptions import InvalidStateError, JobNameInUseError, JobNotFoundError, TrackerError
-from ._labels import LEASE_LABEL, LEASE_OWNER_LABEL, lease_name, session_tag
+from ._labels import LEASE_LABEL, LEASE_OWNER_LABEL, SESSION_LABEL, lease_name, session_tag
 from ._tasks import Tasks, shielded
 
 log = logging.getLogger("aiotracker")
@@ -88,6 +88,17 @@ class Leases:
                 self._no_lease = True
         return self.own if self.own in self.held else None
 
+    async def held_elsewhere(self, owner: str) -> bool:
+        """True if another tracker, alive, holds ``owner``'s lease."""
+        if owner in self.held:
+            return False
+        try:
+            with engine_errors("inspect"):
+                details = await self._engine.inspect(lease_name(owner, self._session))
+        except JobNotFoundError:
+            return False
+        return details.status in _LIVE
+
     # -- acquiring and holding ----------------------------------------------------------
 
     async def _acquire(self, owner: str, image: str) -> bool:
@@ -111,12 +122,13 @@ class Leases:
         config = {
             "Image": image, "Entrypoint": ["cat"], "Cmd": [], "OpenStdin": True,
             "StdinOnce": True, "AttachStdin": True, "Tty": False,
-            "Labels": {**self._labels, LEASE_LABEL: session_tag(self._session),
-                       LEASE_OWNER_LABEL: owner},
+            # The session label too: the session's one event stream carries lease events.
+            "Labels": {**self._labels, SESSION_LABEL: self._session,
+                       LEASE_LABEL: session_tag(self._session), LEASE_OWNER_LABEL: owner},
             "HostConfig": {"NetworkMode": "none", "LogConfig": {"Type": "none"}},
         }  # fmt: skip
         try:
-            with engine_errors("create"):
+            with engine_errors("create", image=image):
                 cid = await self._engine.create(config, name)
         except JobNameInUseError:
             return False  # another tracker won the race

@@ -70,23 +70,19 @@ class Runtime:
         self.leases = Leases(
             engine, self.cache, session, self.tasks, labels=labels, timeout=engine_timeout
         )
-        self.lease_feed = EventFeed(
-            engine, [self.leases.label], engine_timeout=engine_timeout,
-            on_reconnect=lambda: self.tasks.spawn(self.leases.adopt_dead),
-            on_engine_lost=lambda: None,
-        )  # fmt: skip
         self.leases.on_adopted = self._adopted
         self.leases.on_lost = self._lost
         self.submitter = Submitter(
             engine, self.cache, self.tasks, self.copier, self.publish,
             session=session, labels=labels, engine_timeout=engine_timeout,
             owner=None if observer else self.leases.ensure_own,
+            owner_live=self.leases.held_elsewhere,
         )  # fmt: skip
         self.launcher = ArrayLauncher(
             engine, self.cache, self.submitter, self.tasks, self.publish,
             self.sync.request_resync, self.leases.holds,
         )  # fmt: skip
-        self.sync.on_resynced = self.launcher.wake_all
+        self.sync.on_resynced = self._resynced
         self.control = Controller(
             engine, self.cache, self.sync, self.submitter, self.launcher, self.publish
         )
@@ -95,6 +91,12 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Event | None = None
         self._recoveries: dict[str, tuple[OutputPlan, Source]] = {}
+
+    def _resynced(self) -> None:
+        """After a re-sync (a reconnect, a doubt): launchers look again, dead leases are taken."""
+        self.launcher.wake_all()
+        if not self.observer:
+            self.tasks.spawn(self.leases.adopt_dead)
 
     def publish(self, result: tuple[Wakeups, list[Change]] | None) -> None:
         """Wake the waiters a cache change concerns, then the launchers it concerns."""
@@ -144,13 +146,11 @@ class Runtime:
                 self.tasks.bind(tg)
                 since = self.info.system_time_ns
                 await tg.start(self.feed.run, since)
-                if not self.observer:
-                    await tg.start(self.lease_feed.run, since)
                 self._adopt(await self.sync.seed(since, self._recovering))
                 tg.start_soon(self.feed.process, self.sync.on_event)
                 tg.start_soon(self.sync.run_resyncs)
                 if not self.observer:
-                    tg.start_soon(self.lease_feed.process, self.leases.on_event)
+                    self.sync.on_lease_event = self.leases.on_event
                     self.tasks.spawn(self.leases.adopt_dead)
                 ready.set_result(None)
                 await self._closing.wait()

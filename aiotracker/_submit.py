@@ -95,6 +95,7 @@ class Submitter:
         labels: Mapping[str, str],
         engine_timeout: float,
         owner: Callable[[str], Awaitable[str | None]] | None = None,
+        owner_live: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._engine = engine
         self._cache = cache
@@ -106,6 +107,8 @@ class Submitter:
         self._timeout = engine_timeout
         self._host = socket.gethostname()
         self._owner = owner  # the lease to put on new jobs (made with their image)
+        self._owner_live = owner_live
+        self._inflight: dict[str, asyncio.Future[str]] = {}  # container name -> its submission
 
     def prepare(
         self, template: JobTemplate, array_task: ArrayTask | None = None, key: str | None = None
@@ -156,6 +159,24 @@ class Submitter:
         """Create and (unless held) start one job. On a failure or a cancellation before the
         start, nothing is left; a job that has started is never removed. With a key, a job
         that exists already is returned (and started, if a cut-short call never did)."""
+        inflight = self._inflight.get(job.name)
+        if inflight is not None:  # the same key's submission is under way here: its outcome
+            return await asyncio.shield(inflight)
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._inflight[job.name] = done
+        try:
+            job_id = await self._submit(job)
+        except BaseException as exc:
+            done.set_exception(exc)
+            raise
+        else:
+            done.set_result(job_id)
+            return job_id
+        finally:
+            self._inflight.pop(job.name, None)
+
+    async def _submit(self, job: Prepared) -> str:
         job_id, existed = await self.create(job.config, job.name)
         if existed:
             await self._finish_existing(job_id, job)
@@ -182,6 +203,9 @@ class Submitter:
             return
         with engine_errors("inspect", job_id):
             details = await self._engine.inspect(job_id)
+        owner = details.labels.get(OWNER_LABEL)
+        if owner is not None and self._owner_live is not None and await self._owner_live(owner):
+            return  # its submitter (another tracker, alive) starts it
         if details.status == "created" and not details.error:
             reason = await self.start(job_id, job.launch)
             if reason is not None:
@@ -243,11 +267,16 @@ class Submitter:
         """The name is taken: the same key's job (idempotent), or JobNameInUseError."""
         labels = config["Labels"]
         job_name = base_name(name).split(".", 1)[0] if not name.startswith("aiotracker-") else ""
-        try:
-            with engine_errors("inspect"):
-                details = await self._engine.inspect(name)
-        except JobNotFoundError:  # removed meanwhile: a retry can create it
-            raise EngineError(f"the name {name!r} was taken, then freed: retry") from None
+        details = None
+        with anyio.move_on_after(self._timeout):
+            while details is None:
+                try:
+                    with engine_errors("inspect"):
+                        details = await self._engine.inspect(name)
+                except JobNotFoundError:  # another create of it is still under way
+                    await anyio.sleep(0.05)
+        if details is None:
+            raise EngineError(f"the name {name!r} is taken, but by no container: retry")
         if details.labels.get(SESSION_LABEL) != self._session:
             raise JobNameInUseError(
                 f"container name {name!r} is in use outside this session", job_name=job_name

@@ -20,7 +20,7 @@ from ._cache import TERMINAL, Change, StateCache
 from ._engine.base import ContainerDetails, ContainerEvent, ContainerSummary, Engine
 from ._errors import engine_errors
 from ._exceptions import JobNotFoundError, TrackerError
-from ._labels import SESSION_LABEL, base_name, container_name, is_container_id
+from ._labels import LEASE_LABEL, SESSION_LABEL, base_name, container_name, is_container_id
 from ._mapping import state_from_summary
 from ._model import JobState
 from ._tasks import Tasks
@@ -54,6 +54,7 @@ class Sync:
         self._inspecting: dict[str, bool] = {}  # job -> asked again while in flight
         self._resync = anyio.Event()
         self.on_resynced: Callable[[], None] = lambda: None
+        self.on_lease_event: Callable[[ContainerEvent], None] = lambda event: None
         self.inspects = 0
         self.resyncs = 0
 
@@ -65,6 +66,9 @@ class Sync:
 
     def on_event(self, event: ContainerEvent) -> None:
         """Apply one event (synchronously) and schedule the inspect it needs."""
+        if LEASE_LABEL in event.attributes:  # a lease, not a job: the leases' business
+            self.on_lease_event(event)
+            return
         try:
             wakeups, changes, inspect = self._cache.apply(event)
         except Exception:  # a bug: contain it, and let a re-sync repair what it missed
@@ -120,7 +124,7 @@ class Sync:
                 except JobNotFoundError:
                     self._gone(job_id, die)
                     raise
-            if details.labels.get(SESSION_LABEL) != self._session:
+            if details.labels.get(SESSION_LABEL) != self._session or LEASE_LABEL in details.labels:
                 return
             result = self._cache.settle(details, seq)
             if result is not None or seq is None or job_id not in self._cache:
@@ -167,18 +171,23 @@ class Sync:
             self._publish(self._cache.settle(details))
         return details.container_id
 
+    async def _list(self) -> list[ContainerSummary]:
+        """The session's containers that are jobs (one listing; leases are left out)."""
+        with engine_errors("list"):
+            summaries = await self._engine.list_containers(self.label)
+        return [s for s in summaries if LEASE_LABEL not in s.labels]
+
     async def details(self, job_id: str) -> ContainerDetails:
         """One inspect of a job of this session (``JobNotFoundError`` for anything else)."""
         with engine_errors("inspect", job_id):
             details = await self._engine.inspect(job_id)
-        if details.labels.get(SESSION_LABEL) != self._session:
+        if details.labels.get(SESSION_LABEL) != self._session or LEASE_LABEL in details.labels:
             raise JobNotFoundError(f"no job {job_id!r} in this session", job_id=job_id)
         return details
 
     async def named(self, job_name: str) -> list[str]:
         """The ids of this session's jobs with that job name (one listing)."""
-        with engine_errors("list"):
-            summaries = await self._engine.list_containers(self.label)
+        summaries = await self._list()
         wanted = {job_name, container_name(job_name, self._session)}
         return [s.container_id for s in summaries if base_name(s.name) in wanted]
 
@@ -194,8 +203,7 @@ class Sync:
         ``recovering`` tells which jobs' output is still to be written (a terminal state is
         then held back until it is).
         """
-        with engine_errors("list"):
-            summaries = await self._engine.list_containers(self.label)
+        summaries = await self._list()
         unknown = []
         for s in summaries:
             state = state_from_summary(s.state, s.status, s.name)
@@ -235,8 +243,7 @@ class Sync:
     async def reconcile(self) -> None:
         """List the session: forget what is gone, inspect what may have moved meanwhile."""
         tick = self._cache.tick
-        with engine_errors("list"):
-            summaries = await self._engine.list_containers(self.label)
+        summaries = await self._list()
         self.resyncs += 1
         present = {s.container_id for s in summaries}
         self._publish(self._cache.forget_absent(present, tick))

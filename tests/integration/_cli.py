@@ -31,8 +31,9 @@ async def adocker(*args: str, host: str | None = None, check: bool = True) -> st
 
 
 async def session_containers(session: str, host: str | None = None) -> list[str]:
-    """Full ids of every container labelled with the session."""
+    """Full ids of the session's job containers (its trackers' lease containers left out)."""
     out = await adocker(
-        "ps", "-aq", "--no-trunc", "--filter", f"label={SESSION_LABEL}={session}", host=host
-    )
-    return sorted(out.split())
+        "ps", "-a", "--no-trunc", "--filter", f"label={SESSION_LABEL}={session}",
+        "--format", '{{.ID}} {{.Label "aiotracker.lease"}}', host=host,
+    )  # fmt: skip
+    return sorted(line.split()[0] for line in out.splitlines() if len(line.split()) == 1)

@@ -28,11 +28,13 @@ Make = Callable[..., JobTemplate]
 
 
 def session_containers(session: str) -> list[str]:
+    """The session's job containers (its trackers' lease containers left out)."""
     out = subprocess.run(
-        ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={SESSION_LABEL}={session}"],
+        ["docker", "ps", "-a", "--no-trunc", "--filter", f"label={SESSION_LABEL}={session}",
+         "--format", '{{.ID}} {{.Label "aiotracker.lease"}}'],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return out.stdout.split()
+    return [line.split()[0] for line in out.stdout.splitlines() if len(line.split()) == 1]
 
 
 # -- ported from drmaa2os dockertracker_test.go ------------------------------------------------

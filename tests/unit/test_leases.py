@@ -140,7 +140,7 @@ async def test_finished_leases_are_removed_and_observers_take_nothing() -> None:
             engine.exit(job_id, 0)
             assert await a.wait(job_id, timeout=1) is JobState.DONE
         assert await engine.list_containers(LEASE_LABEL) == []
-        assert len(await engine.list_containers(SESSION_LABEL)) == 1  # the job stays
+        assert len(await engine.list_containers(SESSION_LABEL)) == 1  # the job stays, alone
         assert observer._rt.leases.held == {}
 
 

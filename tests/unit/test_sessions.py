@@ -45,7 +45,8 @@ async def tracker(engine: FakeEngine) -> AsyncIterator[DockerTracker]:
 
 
 async def containers(engine: FakeEngine, session: str) -> list[str]:
-    return [s.container_id for s in await engine.list_containers(f"{SESSION_LABEL}={session}")]
+    summaries = await engine.list_containers(f"{SESSION_LABEL}={session}")
+    return [s.container_id for s in summaries if LEASE_LABEL not in s.labels]
 
 
 def job_starts(engine: FakeEngine) -> list[str]:
