@@ -104,11 +104,13 @@ class Leases:
     async def _acquire(self, owner: str, image: str) -> bool:
         """Create ``owner``'s lease (clearing a dead one first); False if another holds it."""
         name = lease_name(owner, self._session)
+        old = None
         try:
-            with engine_errors("inspect"):
-                old = await self._engine.inspect(name)
+            if owner != self.own:  # our own id is new: no lease of it can exist yet
+                with engine_errors("inspect"):
+                    old = await self._engine.inspect(name)
         except JobNotFoundError:
-            old = None
+            pass
         if old is not None:
             if old.status in _LIVE:
                 return False
@@ -122,6 +124,8 @@ class Leases:
         config = {
             "Image": image, "Entrypoint": ["cat"], "Cmd": [], "OpenStdin": True,
             "StdinOnce": True, "AttachStdin": True, "Tty": False,
+            # cat as PID 1 ignores SIGTERM: a stop (a daemon shutdown) would wait 10 s for it.
+            "StopSignal": "SIGKILL", "StopTimeout": 1,
             # The session label too: the session's one event stream carries lease events.
             "Labels": {**self._labels, SESSION_LABEL: self._session,
                        LEASE_LABEL: session_tag(self._session), LEASE_OWNER_LABEL: owner},
@@ -205,6 +209,23 @@ class Leases:
                 with contextlib.suppress(JobNotFoundError), engine_errors("inspect", job.job_id):
                     return (await self._engine.inspect(job.job_id)).image
         return ""
+
+    async def live_owners(self) -> set[str]:
+        """The owners whose leases are held now (one listing)."""
+        with engine_errors("list"):
+            leases = await self._engine.list_containers(self.label)
+        return {o for s in leases if s.state in _LIVE and (o := s.labels.get(LEASE_OWNER_LABEL))}
+
+    async def take_now(self, owner: str) -> bool:
+        """Try to take ``owner``'s dead lease over now (at opening); True if we won it."""
+        if owner in self.held:
+            return True
+        image = await self._image_of(owner)
+        if not image or not await self._acquire(owner, image):
+            return False
+        self.takeovers += 1
+        log.warning("took over lease %s", owner)
+        return True
 
     async def adopt_dead(self) -> None:
         """At opening: take over the leases whose holders are gone and whose jobs are not done."""

@@ -91,6 +91,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Event | None = None
         self._recoveries: dict[str, tuple[OutputPlan, Source]] = {}
+        self._live_owners: set[str] = set()
 
     def _resynced(self) -> None:
         """After a re-sync (a reconnect, a doubt): launchers look again, dead leases are taken."""
@@ -146,7 +147,11 @@ class Runtime:
                 self.tasks.bind(tg)
                 since = self.info.system_time_ns
                 await tg.start(self.feed.run, since)
-                self._adopt(await self.sync.seed(since, self._recovering))
+                if not self.observer:
+                    self._live_owners = await self.leases.live_owners()
+                summaries = await self.sync.seed(since, self._recovering)
+                await self._take_dead_leases()
+                self._adopt(summaries)
                 tg.start_soon(self.feed.process, self.sync.on_event)
                 tg.start_soon(self.sync.run_resyncs)
                 if not self.observer:
@@ -178,12 +183,25 @@ class Runtime:
                 await self.engine.aclose()
 
     def _recovering(self, summary: ContainerSummary, state: JobState) -> bool:
-        if self.observer or OWNER_LABEL in summary.labels:
-            return False  # a lease's jobs are recovered by whoever takes the lease over
+        if self.observer or summary.labels.get(OWNER_LABEL, "") in self._live_owners:
+            return False  # its lease's holder, alive, writes its output
         plan = recovery(summary.labels, state, summary.container_id)
         if plan is not None:
             self._recoveries[summary.container_id] = plan
         return plan is not None
+
+    async def _take_dead_leases(self) -> None:
+        """At opening: take over the dead leases whose jobs need output or launching (their
+        output was held back by the seed); output of leases another tracker won is theirs."""
+        if self.observer:
+            return
+        owners = {j.owner for j in self.cache if j.owner is not None} - self._live_owners
+        for owner in owners:
+            if owner is not None and not await self.leases.take_now(owner):
+                for job in list(self.cache):
+                    if job.owner == owner and job.job_id in self._recoveries:
+                        del self._recoveries[job.job_id]
+                        self.publish(self.cache.output_done(job.job_id))
 
     def _adopt(self, summaries: list[ContainerSummary]) -> None:
         """At opening: resume interrupted output copies, and launch the session's arrays."""
@@ -194,7 +212,7 @@ class Runtime:
             self.tasks.spawn(self._recover, job_id, plan, source)
         for s in summaries:
             array_id = s.labels.get(ARRAY_LABEL)
-            if OWNER_LABEL in s.labels:
+            if not self.leases.holds(s.labels.get(OWNER_LABEL)):
                 continue  # launched by its lease's holder
             if array_id and MANAGED_LABEL in s.labels and array_id not in self.launcher.arrays:
                 size = _int(s.labels.get(ARRAY_SIZE_LABEL))

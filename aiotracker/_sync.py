@@ -56,6 +56,7 @@ class Sync:
         self.on_resynced: Callable[[], None] = lambda: None
         self.on_lease_event: Callable[[ContainerEvent], None] = lambda event: None
         self.inspects = 0
+        self.lease_events = 0
         self.resyncs = 0
 
     @property
@@ -67,6 +68,7 @@ class Sync:
     def on_event(self, event: ContainerEvent) -> None:
         """Apply one event (synchronously) and schedule the inspect it needs."""
         if LEASE_LABEL in event.attributes:  # a lease, not a job: the leases' business
+            self.lease_events += 1
             self.on_lease_event(event)
             return
         try:

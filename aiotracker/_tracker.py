@@ -170,7 +170,7 @@ class DockerTracker:
             arrays=len(rt.launcher.arrays),
             connected=rt.feed.connected and not rt.closed,
             reconnects=rt.feed.reconnects,
-            events=rt.feed.events,
+            events=rt.feed.events - rt.sync.lease_events,  # events about jobs
             inspects=rt.sync.inspects,
             output_streams=len(rt.copier.streams),
             tasks=rt.tasks.running,

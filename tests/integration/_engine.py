@@ -109,7 +109,7 @@ class EngineAPI:
 
 
 class EventWitness:
-    """An independent subscriber: records every event the daemon sends for ``filters``.
+    """An independent subscriber: records every job event the daemon sends for ``filters``.
 
     Opened with ``since`` (so nothing between the call and the subscription is missed), it
     reads the stream in its own task until the ``async with`` block ends.
@@ -150,7 +150,10 @@ class EventWitness:
                 ready.set_result(None)
                 async for line in resp.content:
                     if line.strip():
-                        self.events.append(json.loads(line))
+                        event = json.loads(line)
+                        # Jobs' events only: the trackers' lease containers share the session.
+                        if "aiotracker.lease" not in event.get("Actor", {}).get("Attributes", {}):
+                            self.events.append(event)
                         self._changed.set()
         except BaseException as exc:
             if not ready.done():
