@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Literal, Self
 
 import anyio
 
 from ._cache import TERMINAL
+from ._checks import check_key, check_timeout, control_action, json_ids, utcnow
 from ._config import ArrayTask
 from ._engine.base import Engine
 from ._engine.docker import DockerEngine
@@ -197,7 +196,7 @@ class DockerTracker:
         self._check_worker("submit jobs")
         if not isinstance(template, JobTemplate):
             raise InvalidArgumentError("add_job takes a JobTemplate")
-        _check_key(key)
+        check_key(key)
         submitter = self._rt.submitter
         return await self._rt.tasks.owned(submitter.submit, submitter.prepare(template, key=key))
 
@@ -223,7 +222,7 @@ class DockerTracker:
         self._check_worker("submit jobs")
         if not isinstance(template, JobTemplate):
             raise InvalidArgumentError("add_array_job takes a JobTemplate")
-        _check_key(key)
+        check_key(key)
         indexes = task_indexes(begin, end, step)
         if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 0:
             raise InvalidArgumentError(f"max_parallel must be an int >= 0, got {max_parallel!r}")
@@ -259,7 +258,7 @@ class DockerTracker:
         the tracker could not do for it (``faults``)."""
         self._check_open()
         details = await self._sync.details(await self._sync.known(job_id))
-        info = job_info_from_details(details, engine_host=self._rt.info.host_name, now=_utcnow())
+        info = job_info_from_details(details, engine_host=self._rt.info.host_name, now=utcnow())
         job = self._cache.get(details.container_id)
         return info if job is None else tracker_view(info, job.state, job.faults)
 
@@ -283,7 +282,7 @@ class DockerTracker:
         ``InvalidStateError``; an unknown action ``InvalidArgumentError``.
         """
         self._check_worker("control jobs")
-        act = _action(action)
+        act = control_action(action)
         await self._rt.control.control(await self._sync.known(job_id), act)
 
     async def wait(self, job_id: str, *states: JobState, timeout: float | None = None) -> JobState:
@@ -296,7 +295,7 @@ class DockerTracker:
         ``DrmCommunicationError`` if the engine stays away longer than ``engine_timeout``.
         """
         self._check_open()
-        _check_timeout(timeout)
+        check_timeout(timeout)
         for s in states:
             if not isinstance(s, JobState):
                 raise InvalidArgumentError(f"wait takes JobState values, got {s!r}")
@@ -351,7 +350,7 @@ class DockerTracker:
         if not isinstance(array_id, str):
             raise JobNotFoundError(f"no array job {array_id!r}", job_id=str(array_id))
         if array_id.startswith("["):
-            return [await self._sync.known(job_id) for job_id in _json_ids(array_id)]
+            return [await self._sync.known(job_id) for job_id in json_ids(array_id)]
         tasks = self._cache.array_jobs(array_id)
         if not tasks:
             raise JobNotFoundError(f"no array job {array_id!r} in this session", job_id=array_id)
@@ -364,7 +363,7 @@ class DockerTracker:
         cannot start a task in between.
         """
         self._check_worker("control jobs")
-        act = _action(action)
+        act = control_action(action)
         ids = await self.list_array_jobs(array_id)
         # One hold of the launcher's lock for the whole array: a task killed here wakes the
         # launcher, which must not start the next queued task before it is terminated too.
@@ -379,7 +378,7 @@ class DockerTracker:
         self, array_id: str, *states: JobState, timeout: float | None = None
     ) -> dict[str, JobState]:
         """Wait until every task is in one of ``states`` (default: finished); task id -> state."""
-        _check_timeout(timeout)
+        check_timeout(timeout)
         ids = await self.list_array_jobs(array_id)
         deadline = None if timeout is None else anyio.current_time() + timeout
         out: dict[str, JobState] = {}
@@ -387,40 +386,3 @@ class DockerTracker:
             left = None if deadline is None else max(0.0, deadline - anyio.current_time())
             out[job_id] = await self.wait(job_id, *states, timeout=left)
         return out
-
-
-# -- helpers -----------------------------------------------------------------------------
-
-
-def _action(action: JobControlAction | str) -> JobControlAction:
-    try:
-        return JobControlAction(action)
-    except ValueError:
-        valid = ", ".join(a.value for a in JobControlAction)
-        raise InvalidArgumentError(f"unknown job control action {action!r} ({valid})") from None
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and (
-        not isinstance(timeout, int | float) or timeout < 0 or math.isnan(timeout)
-    ):
-        raise InvalidArgumentError(f"timeout must be None or >= 0, got {timeout!r}")
-
-
-def _check_key(key: str | None) -> None:
-    if key is not None and (not isinstance(key, str) or not key or "\x00" in key):
-        raise InvalidArgumentError(f"key must be a non-empty string, got {key!r}")
-
-
-def _json_ids(text: str) -> list[str]:
-    try:
-        ids = json.loads(text)
-    except ValueError:
-        raise JobNotFoundError(f"no array job {text!r}", job_id=text) from None
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-        raise JobNotFoundError(f"no array job {text!r}", job_id=text)
-    return ids
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)

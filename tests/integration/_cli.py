@@ -1,9 +1,11 @@
-"""The docker CLI from async tests, and the main engine's socket."""
+"""Shared helpers of the integration tests: the docker CLI, the main engine's socket, and
+``eventually`` for conditions no event announces."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 
 from aiotracker._labels import SESSION_LABEL
 
@@ -37,3 +39,20 @@ async def session_containers(session: str, host: str | None = None) -> list[str]
         "--format", '{{.ID}} {{.Label "aiotracker.lease"}}', host=host,
     )  # fmt: skip
     return sorted(line.split()[0] for line in out.splitlines() if len(line.split()) == 1)
+
+
+async def eventually(
+    predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 60.0
+) -> None:
+    """Wait (checking every 10 ms) until ``predicate()``; for conditions no event announces."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        await asyncio.sleep(0.01)

@@ -48,7 +48,7 @@ from aiotracker import (
     TrackerError,
 )
 from tests.conftest import RUN_LABEL, RUN_TOKEN
-from tests.integration._cli import MAIN_SOCKET, adocker, session_containers
+from tests.integration._cli import MAIN_SOCKET, adocker, eventually, session_containers
 from tests.integration._dockerd import ExtraEngine
 from tests.integration._proxy import TcpProxy
 
@@ -83,23 +83,6 @@ async def container_states(ids: Sequence[str]) -> dict[str, str]:
         docs = json.loads(await adocker("inspect", *ids[i : i + 200]))
         out.update({d["Id"]: d["State"]["Status"] for d in docs})
     return out
-
-
-async def eventually(
-    predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 60.0
-) -> None:
-    """Wait (checking every 10 ms) until ``predicate()``; for conditions no event announces."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
-        await asyncio.sleep(0.01)
 
 
 async def gather_bounded(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:

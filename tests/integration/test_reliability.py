@@ -44,7 +44,7 @@ from aiotracker import (
 from aiotracker._engine.base import EVENT_ACTIONS
 from aiotracker._labels import SESSION_LABEL, container_name
 from tests.conftest import RUN_LABEL, RUN_TOKEN, TEST_IMAGE
-from tests.integration._cli import MAIN_SOCKET, adocker, session_containers
+from tests.integration._cli import MAIN_SOCKET, adocker, eventually, session_containers
 from tests.integration._dockerd import ExtraEngine
 from tests.integration._engine import EngineAPI, parse_ns, parse_since
 from tests.integration._proxy import UnixProxy
@@ -79,23 +79,6 @@ def docker_state(state: Mapping[str, Any]) -> JobState:
     if status == "created":
         return JobState.FAILED if state.get("Error") else JobState.QUEUED
     raise AssertionError(f"unexpected container state {state!r}")
-
-
-async def eventually(
-    predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 60.0
-) -> None:
-    """Wait (checking every 10 ms) until ``predicate()``; for conditions no event announces."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
-        await asyncio.sleep(0.01)
 
 
 async def gather_bounded(
