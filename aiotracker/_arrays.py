@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -150,7 +151,8 @@ class ArrayLauncher:
                     continue
                 await self._refuse(task, exc)
                 continue
-            reason = await self._submitter.start(task.job_id, launch)
+            holds = functools.partial(self._holds, task.owner)
+            reason = await self._submitter.start(task.job_id, launch, holds)
             array.launches.pop(task.job_id, None)
             if reason is not None:
                 await self._refuse(task, reason)

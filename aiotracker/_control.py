@@ -114,6 +114,14 @@ class Controller:
             await self._release(job_id, state, job.array_id)
         elif state in _QUEUED and not job.ever_started:
             await rename_mark(self._engine, job_id, TERMINATED_SUFFIX)
+            # Another tracker (the lease's holder) may have started it between our look and
+            # the rename: then it is killed, and ends FAILED everywhere all the same.
+            with engine_errors("inspect", job_id):
+                now = await self._engine.inspect(job_id)
+            if now.status != "created":
+                with contextlib.suppress(InvalidStateError), engine_errors("terminate", job_id):
+                    await self._engine.kill(job_id)
+                return
             self._publish(self._cache.set_state(job_id, JobState.FAILED))
         else:
             if not job.die_is_final:  # a restart policy, or a job made by another tool

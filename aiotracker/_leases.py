@@ -24,13 +24,20 @@ import anyio.abc
 from ._cache import TERMINAL, StateCache
 from ._engine.base import ContainerEvent, Engine
 from ._errors import engine_errors
-from ._exceptions import InvalidStateError, JobNameInUseError, JobNotFoundError, TrackerError
+from ._exceptions import (
+    InvalidArgumentError,
+    InvalidStateError,
+    JobNameInUseError,
+    JobNotFoundError,
+    TrackerError,
+)
 from ._labels import LEASE_LABEL, LEASE_OWNER_LABEL, SESSION_LABEL, lease_name, session_tag
 from ._tasks import Tasks, shielded
 
 log = logging.getLogger("aiotracker")
 
 _LIVE = ("running", "paused", "restarting")
+UNLEASED = "unleased-"
 
 
 class Leases:
@@ -59,14 +66,21 @@ class Leases:
         self._adopting: set[str] = set()
         self._lock = anyio.Lock()
         self._no_lease = False
+        self._own_made = False
         self.closing = False
         self.on_adopted: Callable[[str], None] = lambda owner: None
         self.on_lost: Callable[[str], None] = lambda owner: None
         self.takeovers = 0
 
     def holds(self, owner: str | None) -> bool:
-        """True if this tracker is responsible for jobs of ``owner`` (None: legacy jobs)."""
-        return owner is None or owner in self.held
+        """True if this tracker is responsible for jobs of ``owner``: a lease it holds, its own
+        jobs made with no lease (``unleased-<id>``), or jobs made before leases (None)."""
+        return owner is None or owner in self.held or owner == self.unleased
+
+    @property
+    def unleased(self) -> str:
+        """The owner put on this tracker's jobs when it can make no lease: no takeover."""
+        return f"{UNLEASED}{self.own}"
 
     # -- our own lease ------------------------------------------------------------------
 
@@ -77,7 +91,7 @@ class Leases:
         if self.own in self.held:
             return self.own
         if self._no_lease:
-            return None
+            return self.unleased
         async with self._lock:
             if (
                 self.own not in self.held
@@ -85,8 +99,9 @@ class Leases:
                 and not await self._acquire(self.own, image)
             ):
                 log.warning("no lease could be made with image %r: no takeover", image)
-                self._no_lease = True
-        return self.own if self.own in self.held else None
+        if self.own in self.held:
+            return self.own
+        return self.unleased if self._no_lease else None
 
     async def held_elsewhere(self, owner: str) -> bool:
         """True if another tracker, alive, holds ``owner``'s lease."""
@@ -106,7 +121,7 @@ class Leases:
         name = lease_name(owner, self._session)
         old = None
         try:
-            if owner != self.own:  # our own id is new: no lease of it can exist yet
+            if owner != self.own or self._own_made:  # a new id of ours has no lease yet
                 with engine_errors("inspect"):
                     old = await self._engine.inspect(name)
         except JobNotFoundError:
@@ -132,16 +147,27 @@ class Leases:
             "HostConfig": {"NetworkMode": "none", "LogConfig": {"Type": "none"}},
         }  # fmt: skip
         try:
-            with engine_errors("create", image=image):
+            # Shielded: a create cut short may still be made by the engine; the id removes it.
+            with shielded(self._timeout) as scope, engine_errors("create", image=image):
                 cid = await self._engine.create(config, name)
         except JobNameInUseError:
             return False  # another tracker won the race
-        try:
-            await self._tasks.start(self._hold, owner, cid)
-        except TrackerError as exc:
-            log.warning("lease %s not taken: %s", owner, exc)
+        if owner == self.own:
+            self._own_made = True
+        if scope.cancelled_caught or self.closing:
             with shielded(self._timeout), contextlib.suppress(TrackerError):
                 await self._engine.remove(cid, force=True)
+            return False
+        try:
+            await self._tasks.start(self._hold, owner, cid)
+        except BaseException as exc:
+            with shielded(self._timeout), contextlib.suppress(TrackerError):
+                await self._engine.remove(cid, force=True)
+            if not isinstance(exc, TrackerError):
+                raise
+            log.warning("lease %s not taken: %s", owner, exc)
+            if owner == self.own and isinstance(exc, InvalidArgumentError):
+                self._no_lease = True  # the image cannot run ``cat``: it never will
             return False
         return True
 
@@ -187,7 +213,7 @@ class Leases:
 
     def consider(self, owner: str) -> None:
         """Try to take ``owner``'s lease over if some of its jobs are unfinished."""
-        if owner in self.held or owner in self._adopting:
+        if owner in self.held or owner in self._adopting or owner.startswith(UNLEASED):
             return
         if any(j.owner == owner and j.state not in TERMINAL for j in self._cache):
             self._adopting.add(owner)

@@ -30,7 +30,7 @@ from ._labels import (
     MANAGED_LABEL,
     OWNER_LABEL,
 )
-from ._leases import Leases
+from ._leases import UNLEASED, Leases
 from ._model import JobState
 from ._output import OutputPlan
 from ._submit import Submitter
@@ -183,8 +183,9 @@ class Runtime:
                 await self.engine.aclose()
 
     def _recovering(self, summary: ContainerSummary, state: JobState) -> bool:
-        if self.observer or summary.labels.get(OWNER_LABEL, "") in self._live_owners:
-            return False  # its lease's holder, alive, writes its output
+        owner = summary.labels.get(OWNER_LABEL, "")
+        if self.observer or owner in self._live_owners or owner.startswith(UNLEASED):
+            return False  # its lease's holder (or its unleased maker) writes its output
         plan = recovery(summary.labels, state, summary.container_id)
         if plan is not None:
             self._recoveries[summary.container_id] = plan
@@ -195,7 +196,9 @@ class Runtime:
         output was held back by the seed); output of leases another tracker won is theirs."""
         if self.observer:
             return
-        owners = {j.owner for j in self.cache if j.owner is not None} - self._live_owners
+        owners = {
+            j.owner for j in self.cache if j.owner is not None and not j.owner.startswith(UNLEASED)
+        } - self._live_owners
         for owner in owners:
             if owner is not None and not await self.leases.take_now(owner):
                 for job in list(self.cache):
@@ -225,7 +228,17 @@ class Runtime:
             if job.array_id is not None and job.state not in TERMINAL:
                 self.launcher.add(job.array_id, job.array_size, job.array_max_parallel)
         for job in jobs:
-            self.tasks.spawn(self._take_output, job.job_id)
+            if job.array_id is None and job.state is JobState.QUEUED and not job.ever_started:
+                self.tasks.spawn(self._start_cut_short, job.job_id)
+            else:
+                self.tasks.spawn(self._take_output, job.job_id)
+
+    async def _start_cut_short(self, job_id: str) -> None:
+        """A job its submitter created but never started (it died in between): we start it,
+        as the submitter would have (a retry with its key returns it)."""
+        details = await self.sync.details(job_id)
+        if details.status == "created" and not details.error:
+            await self.submitter.start(job_id, await self.submitter.launch_of(job_id))
 
     async def _take_output(self, job_id: str) -> None:
         """Complete a taken-over job's output from the engine's log (once: we hold its lease)."""

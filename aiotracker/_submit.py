@@ -25,7 +25,7 @@ import anyio.lowlevel
 from ._cache import Change, StateCache
 from ._config import ArrayTask, create_config
 from ._copier import OutputCopier
-from ._engine.base import Engine
+from ._engine.base import ContainerDetails, ContainerSummary, Engine
 from ._errors import engine_errors
 from ._exceptions import (
     DrmCommunicationError,
@@ -177,6 +177,12 @@ class Submitter:
             self._inflight.pop(job.name, None)
 
     async def _submit(self, job: Prepared) -> str:
+        found = await self._existing([job])
+        if found is not None:
+            job_id = found.container_id
+            self._publish(self._cache.settle(await self._inspect(job_id)))
+            await self._finish_existing(job_id, job)
+            return job_id
         job_id, existed = await self.create(job.config, job.name)
         if existed:
             await self._finish_existing(job_id, job)
@@ -191,6 +197,35 @@ class Submitter:
             await self.discard(job_id)
             raise reason
         return job_id
+
+    async def _existing(self, jobs: list[Prepared]) -> ContainerSummary | None:
+        """The session's job with this submission's key (or one of its job names), whatever
+        marks its name carries now (held, terminated): one listing, only for keyed or named
+        submissions. A name in use without the same key is ``JobNameInUseError``."""
+        labels = jobs[0].config["Labels"]
+        key = labels.get(KEY_LABEL)
+        names = {base_name(j.name) for j in jobs if not j.name.startswith("aiotracker-")}
+        if key is None and not names:
+            return None
+        label = f"{KEY_LABEL}={key}" if key is not None else f"{SESSION_LABEL}={self._session}"
+        with engine_errors("list"):
+            summaries = await self._engine.list_containers(label)
+        mine = [s for s in summaries if s.labels.get(SESSION_LABEL) == self._session]
+        if key is not None:
+            same = [s for s in mine if s.labels.get(KEY_LABEL) == key]
+            return min(same, key=lambda s: s.name) if same else None
+        for s in mine:
+            if base_name(s.name) in names:
+                job_name = base_name(s.name).split(".", 1)[0]
+                raise JobNameInUseError(
+                    f"job name {job_name!r} is in use by job {s.container_id} of this session",
+                    job_name=job_name, job_id=s.container_id,
+                )  # fmt: skip
+        return None
+
+    async def _inspect(self, job_id: str) -> ContainerDetails:
+        with engine_errors("inspect", job_id):
+            return await self._engine.inspect(job_id)
 
     def _started(self, job_id: str) -> bool:
         job = self._cache.get(job_id)
@@ -217,6 +252,10 @@ class Submitter:
         Returns the tasks' ids, or, for a retry with a key whose array exists, its array id.
         """
         made: list[str] = []
+        found = await self._existing(prepared)
+        if found is not None:  # a retry with the same key: the array exists
+            self._publish(self._cache.settle(await self._inspect(found.container_id)))
+            return self._array_of(found.container_id)
         try:
             for job in prepared:
                 job_id, existed = await self.create(job.config, job.name)
@@ -242,11 +281,11 @@ class Submitter:
         Returns (job id, existed): a name already taken by a job of this session with the same
         idempotency key is that job; any other clash is ``JobNameInUseError``.
         """
-        await anyio.lowlevel.checkpoint()  # a pending cancellation stops us before, not during
         if self._owner is not None and OWNER_LABEL not in config["Labels"]:
             owner = await self._owner(config["Image"])
             if owner is not None:
                 config["Labels"][OWNER_LABEL] = owner
+        await anyio.lowlevel.checkpoint()  # a pending cancellation stops us before, not during
         # Shielded: a create cut short may still be carried out by the engine, after any attempt
         # to remove it; waiting for the answer (a few ms) gives the id to remove.
         with shielded(self._timeout) as scope:
@@ -309,7 +348,9 @@ class Submitter:
         for job_id in job_ids:
             self._publish(self._cache.forget(job_id))
 
-    async def start(self, job_id: str, launch: Launch) -> InvalidArgumentError | None:
+    async def start(
+        self, job_id: str, launch: Launch, may_start: Callable[[], bool] | None = None
+    ) -> InvalidArgumentError | None:
         """Attach the output, open the input, start. Returns the reason if the job itself
         cannot start (it is then FAILED, with a fault); raises if the engine failed."""
         started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -336,6 +377,8 @@ class Submitter:
             finally:
                 if source is not None:
                     source.close()
+            if may_start is not None and not may_start():
+                raise InvalidStateError(f"job {job_id} is no longer ours to start", job_id=job_id)
             try:
                 # Shielded: cut short, the engine may start it anyway; the answer tells.
                 with shielded(self._timeout) as scope, engine_errors("start", job_id):

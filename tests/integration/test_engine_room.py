@@ -719,7 +719,9 @@ async def test_tcp_engine_output_streams_do_not_starve_api_calls(
         f"tcp://, 40 output streams open: quick job in {quick_s:.2f} s; at most "
         f"{proxy.max_api_open} API connections, {proxy.max_open} connections in all",
     )
-    assert proxy.max_api_open <= limit, f"{proxy.max_api_open} API connections at once"
+    # aiohttp closes an idle keep-alive connection after 15 s and opens a new one when needed:
+    # for a moment the proxy may still see the old one open next to its replacement.
+    assert proxy.max_api_open <= limit + 1, f"{proxy.max_api_open} API connections at once"
 
 
 async def test_frozen_tcp_engine_fails_calls_and_aclose_is_bounded(

@@ -196,3 +196,31 @@ async def test_holder_that_loses_its_lease_stops_launching() -> None:
             assert await a.wait(task, timeout=1) is JobState.DONE
     assert job_starts(ca, cb) == tasks  # each once, in order
     assert job_starts(ca) == tasks[:1]
+
+
+async def test_observer_opened_on_a_dead_lease_takes_nothing(tmp_path: Path) -> None:
+    """An observer opened while a dead lease has a running job with output and queued tasks
+    never takes the lease, writes the output or starts a task."""
+    engine = FakeEngine()
+    ca, co = engine.client(), engine.client()
+    a = DockerTracker(SESSION, engine=ca)
+    await a.open()
+    template = job(output_path=str(tmp_path / "out-$DRMAA2_INDEX$"))
+    array_id = await a.add_array_job(template, 1, 3, max_parallel=1)
+    tasks = await a.list_array_jobs(array_id)
+    await until(lambda: engine.container(tasks[0]).status == "running")
+    ca.closed = True  # a dies, and its lease with it
+    engine.drop_stdin(lease_of(engine, a._rt.leases.own))
+    async with DockerTracker(SESSION, engine=co, role="observer") as observer:
+        engine.write_output(tasks[0], 1, b"x")
+        engine.exit(tasks[0], 0)
+        assert await observer.wait(tasks[0], timeout=1) is JobState.DONE
+        await engine.drain()
+        await asyncio.sleep(0.05)
+        assert co.started == []
+        assert observer.statistics().output_streams == 0
+        assert observer._rt.leases.held == {}
+        assert await observer.job_state(tasks[1]) is JobState.QUEUED
+    a._rt.closed = True
+    ca.closed = False
+    await a.aclose()
