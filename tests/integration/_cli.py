@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from collections.abc import Awaitable, Callable
 
 from aiotracker._labels import SESSION_LABEL
+from tests.conftest import RUN_LABEL, RUN_TOKEN
 
 
 def _main_socket() -> str:
@@ -56,3 +58,17 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting until {what}")
         await asyncio.sleep(0.01)
+
+
+def remove_session_containers(session: str) -> None:
+    """Remove the session's containers that carry this run's label (blocking; for fixtures)."""
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={SESSION_LABEL}={session}",
+         "--filter", f"label={RUN_LABEL}={RUN_TOKEN}"],
+        capture_output=True, text=True, check=False, timeout=120,
+    ).stdout.split()  # fmt: skip
+    for i in range(0, len(ids), 200):
+        subprocess.run(
+            ["docker", "rm", "-f", "-v", *ids[i : i + 200]],
+            capture_output=True, check=False, timeout=300,
+        )  # fmt: skip

@@ -47,8 +47,13 @@ from aiotracker import (
     TrackerClosedError,
     TrackerError,
 )
-from tests.conftest import RUN_LABEL, RUN_TOKEN
-from tests.integration._cli import MAIN_SOCKET, adocker, eventually, session_containers
+from tests.integration._cli import (
+    MAIN_SOCKET,
+    adocker,
+    eventually,
+    remove_session_containers,
+    session_containers,
+)
 from tests.integration._dockerd import ExtraEngine
 from tests.integration._proxy import TcpProxy
 
@@ -273,16 +278,7 @@ def sessions(session_name: str) -> Iterator[list[str]]:
     yield names
     gc.collect()
     for name in names:
-        ids = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label={SESSION_LABEL}={name}",
-             "--filter", f"label={RUN_LABEL}={RUN_TOKEN}"],
-            capture_output=True, text=True, check=False, timeout=120,
-        ).stdout.split()  # fmt: skip
-        for i in range(0, len(ids), 200):
-            subprocess.run(
-                ["docker", "rm", "-f", "-v", *ids[i : i + 200]],
-                capture_output=True, check=False, timeout=300,
-            )  # fmt: skip
+        remove_session_containers(name)
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,13 @@ from aiotracker import (
 from aiotracker._engine.base import EVENT_ACTIONS
 from aiotracker._labels import SESSION_LABEL, container_name
 from tests.conftest import RUN_LABEL, RUN_TOKEN, TEST_IMAGE
-from tests.integration._cli import MAIN_SOCKET, adocker, eventually, session_containers
+from tests.integration._cli import (
+    MAIN_SOCKET,
+    adocker,
+    eventually,
+    remove_session_containers,
+    session_containers,
+)
 from tests.integration._dockerd import ExtraEngine
 from tests.integration._engine import EngineAPI, parse_ns, parse_since
 from tests.integration._proxy import UnixProxy
@@ -130,16 +136,7 @@ def sessions(session_name: str) -> Iterator[list[str]]:
     names = [session_name]
     yield names
     for name in names:
-        ids = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label={SESSION_LABEL}={name}",
-             "--filter", f"label={RUN_LABEL}={RUN_TOKEN}"],
-            capture_output=True, text=True, check=False, timeout=120,
-        ).stdout.split()  # fmt: skip
-        for i in range(0, len(ids), 200):
-            subprocess.run(
-                ["docker", "rm", "-f", "-v", *ids[i : i + 200]],
-                capture_output=True, check=False, timeout=300,
-            )  # fmt: skip
+        remove_session_containers(name)
 
 
 @pytest.fixture
