@@ -26,6 +26,7 @@ from ._labels import (
     RESTART_LABEL,
     SESSION_LABEL,
     SUBMISSION_HOST_LABEL,
+    SUBMITTER_LABEL,
     TEMPLATE_LABEL,
 )
 from ._model import JobTemplate
@@ -329,6 +330,7 @@ def create_config(
     cwd: str,
     labels: Mapping[str, str] = {},  # read only
     submission_host: str = "",
+    submitter: str = "",
     array_task: ArrayTask | None = None,
 ) -> dict[str, Any]:
     """The body of ``POST /containers/create`` for a job template.
@@ -351,6 +353,8 @@ def create_config(
     }
     if submission_host:
         all_labels[SUBMISSION_HOST_LABEL] = submission_host
+    if submitter:
+        all_labels[SUBMITTER_LABEL] = submitter
     if array_task is not None:
         all_labels[ARRAY_LABEL] = array_task.array_id
         all_labels[ARRAY_INDEX_LABEL] = str(array_task.index)

@@ -17,6 +17,7 @@ SESSION_LABEL = "drmaa2_jobsession"  # drmaa2os's own label: the two trackers sh
 TEMPLATE_LABEL = "drmaa2jobtemplate"  # drmaa2os: base64 of the template as drmaa2interface JSON
 MANAGED_LABEL = "aiotracker.version"  # set on containers aiotracker made
 SUBMISSION_HOST_LABEL = "aiotracker.submission_host"
+SUBMITTER_LABEL = "aiotracker.submitter"  # the user who submitted the job (DRMAA2's job owner)
 ARRAY_LABEL = "aiotracker.array"  # the array job id
 ARRAY_INDEX_LABEL = "aiotracker.array.index"
 ARRAY_SIZE_LABEL = "aiotracker.array.size"  # number of tasks: a launcher starts an array only whole

@@ -18,6 +18,7 @@ from ._engine.base import ContainerDetails
 from ._exceptions import InvalidArgumentError
 from ._labels import (
     SUBMISSION_HOST_LABEL,
+    SUBMITTER_LABEL,
     TEMPLATE_LABEL,
     base_name,
     is_held_name,
@@ -37,6 +38,8 @@ def state_from_details(d: ContainerDetails) -> JobState:
             return JobState.FAILED  # start failed, or terminated before it ever ran
         return JobState.QUEUED_HELD if is_held_name(d.name) else JobState.QUEUED
     if status in ("exited", "dead", "removing") and not d.running:
+        if d.started_at is None:
+            return JobState.FAILED  # it never ran: no exit code of its own to judge by
         return JobState.DONE if d.exit_code == 0 else JobState.FAILED
     if d.paused or status == "paused":
         return JobState.SUSPENDED
@@ -120,21 +123,37 @@ def annotation(d: ContainerDetails) -> str:
     return "; ".join(notes)
 
 
-def job_info_from_details(d: ContainerDetails, *, engine_host: str, now: datetime) -> JobInfo:
-    """inspect -> JobInfo. ``now`` gives the wall-clock time of a job still running."""
+def job_info_from_details(
+    d: ContainerDetails, *, engine_host: str, now: datetime, cpu_ns: int | None = None
+) -> JobInfo:
+    """inspect -> JobInfo.
+
+    Times are the engine's (its clock): ``submission_time`` is the container's creation,
+    ``dispatch_time`` its ``StartedAt`` and ``finish_time`` its ``FinishedAt`` (nanosecond
+    stamps, but ``StartedAt`` is set when the engine's start returns, which for a short job can
+    be after the process exited: a dispatch is then reported at the finish, never after it).
+    ``now`` is the engine's present time, for the wallclock of a job still running; a job that
+    a restart policy is about to run again reports no times of its previous run. ``cpu_ns`` is
+    the cgroup's CPU usage when the engine could tell (while the job runs).
+    """
     state = state_from_details(d)
     finished = state.is_terminal and d.finished_at is not None
     exit_status: int | None = d.exit_code if state.is_terminal else None
-    if state is JobState.FAILED and d.status == "created" and not d.error:
-        exit_status = None  # terminated before start: there is no exit status
+    if state is JobState.FAILED and d.started_at is None and not d.error:
+        exit_status = None  # it never ran (terminated before start): there is no exit status
     signal_text = ""
     if exit_status is not None and exit_status > 128:
         signal_text = signal_name(exit_status - 128)
+    dispatch = d.started_at
+    if dispatch is not None and finished and d.finished_at is not None:
+        dispatch = min(dispatch, d.finished_at)
+    if state is JobState.QUEUED:
+        dispatch = None  # restarting: the start was the previous run's
     wallclock: timedelta | None = None
-    if d.started_at is not None:
+    if dispatch is not None:
         end = d.finished_at if finished and d.finished_at is not None else now
         if not state.is_terminal or finished:
-            wallclock = max(end - d.started_at, timedelta(0))
+            wallclock = max(end - dispatch, timedelta(0))
     template_name = ""
     if TEMPLATE_LABEL in d.labels:
         try:
@@ -151,19 +170,20 @@ def job_info_from_details(d: ContainerDetails, *, engine_host: str, now: datetim
         sub_state=d.status,
         allocated_machines=(engine_host,) if engine_host else (),
         submission_machine=d.labels.get(SUBMISSION_HOST_LABEL, ""),
-        job_owner=d.user,
+        job_owner=d.labels.get(SUBMITTER_LABEL, ""),
         slots=1,
         queue_name="",
         wallclock_time=wallclock,
-        cpu_time=None,
+        cpu_time=timedelta(microseconds=cpu_ns / 1000) if cpu_ns else None,
         submission_time=d.created,
-        dispatch_time=d.started_at,
+        dispatch_time=dispatch,
         finish_time=d.finished_at if finished else None,
         extensions={
             "workingdir": d.working_dir,
             "commandline": " ".join(d.cmd),
             "category": d.image,
             "hostname": d.hostname,
+            "user": d.user,  # the container's user; job_owner is who submitted the job
         },
     )
 

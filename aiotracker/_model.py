@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 
-class JobState(enum.Enum):
-    """The DRMAA2 job states."""
+class JobState(enum.StrEnum):
+    """The DRMAA2 job states (a ``StrEnum``: ``str(JobState.DONE) == "done"``)."""
 
     UNDETERMINED = "undetermined"
     QUEUED = "queued"
@@ -154,3 +154,46 @@ class JobInfo:
     faults: tuple[str, ...] = ()
 
     __hash__ = None  # type: ignore[assignment]  # holds a mapping: not hashable
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: times as ISO 8601 strings, durations as seconds, the state's value."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, timedelta):
+                value = value.total_seconds()
+            elif isinstance(value, JobState):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobInfo:
+        """The inverse of ``to_dict`` (unknown keys are ignored)."""
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if value is not None and f.name in _TIME_FIELDS:
+                value = datetime.fromisoformat(value)
+            elif value is not None and f.name in _DURATION_FIELDS:
+                value = timedelta(seconds=value)
+            elif f.name == "state":
+                value = JobState(value)
+            elif f.name in ("allocated_machines", "faults"):
+                value = tuple(value)
+            elif f.name == "extensions":
+                value = dict(value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+_TIME_FIELDS = frozenset({"submission_time", "dispatch_time", "finish_time"})
+_DURATION_FIELDS = frozenset({"wallclock_time", "cpu_time"})

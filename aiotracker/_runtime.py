@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from datetime import timedelta
 
 import anyio
 
@@ -58,6 +60,7 @@ class Runtime:
         self.observer = observer  # never starts, launches or writes output
         self.timeout = engine_timeout
         self.info = EngineInfo("", 0, "")
+        self.clock_offset = timedelta(0)
         self.cache = StateCache()
         self.tasks = Tasks()
         self.sync = Sync(engine, self.cache, session, self.tasks, self.publish,
@@ -125,6 +128,10 @@ class Runtime:
         try:
             with engine_errors("connect"):
                 self.info = await self.engine.open()
+            # The engine's clock against ours: job times are the engine's.
+            self.clock_offset = timedelta(
+                microseconds=(self.info.system_time_ns - time.time_ns()) / 1000
+            )
         except BaseException:
             self.closed = True
             with shielded(self.timeout):

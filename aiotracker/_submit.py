@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
 import socket
 import uuid
@@ -106,6 +107,7 @@ class Submitter:
         self._labels = dict(labels)
         self._timeout = engine_timeout
         self._host = socket.gethostname()
+        self._user = _user()
         self._owner = owner  # the lease to put on new jobs (made with their image)
         self._owner_live = owner_live
         self._inflight: dict[str, asyncio.Future[str]] = {}  # container name -> its submission
@@ -142,7 +144,7 @@ class Submitter:
             labels[KEY_LABEL] = key
         config = create_config(
             self._session, template, cwd=cwd, labels=labels,
-            submission_host=self._host, array_task=array_task,
+            submission_host=self._host, submitter=self._user, array_task=array_task,
         )  # fmt: skip
         if template.job_name:
             name = container_name(template.job_name, self._session)
@@ -435,3 +437,11 @@ async def rename_mark(
         raise InvalidStateError(f"job {job_id} has started", job_id=job_id)
     with engine_errors("rename", job_id):
         await engine.rename(job_id, base_name(details.name) + suffix)
+
+
+def _user() -> str:
+    """Who submits (DRMAA2's job owner): the login name, else the uid."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

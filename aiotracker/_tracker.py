@@ -31,6 +31,7 @@ from ._exceptions import (
     InvalidStateError,
     JobNotFoundError,
     TrackerClosedError,
+    TrackerError,
     UnsupportedOperationError,
     WaitTimeoutError,
 )
@@ -254,11 +255,22 @@ class DockerTracker:
         return job.state
 
     async def job_info(self, job_id: str) -> JobInfo:
-        """Everything the engine knows of the job, mapped to DRMAA2 (one inspect), with what
-        the tracker could not do for it (``faults``)."""
+        """Everything the engine knows of the job, mapped to DRMAA2 (one inspect; one more, of
+        the CPU used, while it runs), with what the tracker could not do for it (``faults``).
+
+        Times are the engine's: see ``job_info_from_details`` for how each is derived.
+        ``cpu_time`` is known while the job runs (the engine forgets it at the exit).
+        """
         self._check_open()
         details = await self._sync.details(await self._sync.known(job_id))
-        info = job_info_from_details(details, engine_host=self._rt.info.host_name, now=utcnow())
+        cpu_ns = None
+        if details.running and not details.restarting:
+            with contextlib.suppress(TrackerError), engine_errors("stats", details.container_id):
+                cpu_ns = await self._rt.engine.cpu_usage_ns(details.container_id)
+        now = utcnow() + self._rt.clock_offset  # the engine's clock, as its times are
+        info = job_info_from_details(
+            details, engine_host=self._rt.info.host_name, now=now, cpu_ns=cpu_ns
+        )
         job = self._cache.get(details.container_id)
         return info if job is None else tracker_view(info, job.state, job.faults)
 

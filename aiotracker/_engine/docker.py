@@ -275,6 +275,13 @@ class DockerEngine:
     async def inspect(self, cid: str) -> ContainerDetails:
         return _details(await self._json("inspect", f"containers/{quote(cid)}/json"))
 
+    async def cpu_usage_ns(self, cid: str) -> int | None:
+        params = {"stream": "0", "one-shot": "1"}
+        raw = await self._json("stats", f"containers/{quote(cid)}/stats", params=params)
+        usage = ((raw or {}).get("cpu_stats") or {}).get("cpu_usage") or {}
+        total = usage.get("total_usage")
+        return int(total) if isinstance(total, int) and total > 0 else None
+
     async def list_containers(self, label: str) -> list[ContainerSummary]:
         params = {"all": "1", "filters": json.dumps({"label": [label]})}
         raw = await self._json("list", "containers/json", params=params)

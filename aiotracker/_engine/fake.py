@@ -269,6 +269,12 @@ class FakeEngine:
             if _label_matches(label, c.labels)
         ]  # fmt: skip
 
+    @_api("cpu_usage_ns")
+    def cpu_usage_ns(self, cid: str) -> int | None:
+        """The CPU time a test gave the container (``container(cid).cpu_ns``), while it runs."""
+        container = self._resolve(cid)
+        return container.cpu_ns if container.status in LIVE and container.cpu_ns else None
+
     @_api("kill")
     def kill(self, cid: str) -> None:
         """SIGKILL: ``die`` with 137 (an "always" restart policy still brings it back)."""

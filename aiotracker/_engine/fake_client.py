@@ -62,6 +62,9 @@ class FakeClient:
     async def list_containers(self, label: str) -> list[ContainerSummary]:
         return await self._up("list_containers").list_containers(label)
 
+    async def cpu_usage_ns(self, cid: str) -> int | None:
+        return await self._up("cpu_usage_ns").cpu_usage_ns(cid)
+
     async def kill(self, cid: str) -> None:
         await self._up("kill").kill(cid)
 

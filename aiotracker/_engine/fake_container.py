@@ -41,6 +41,7 @@ class FakeContainer:
     logs: list[Frame] = field(default_factory=list)
     stdin: bytes = b""
     stdin_holders: int = 0
+    cpu_ns: int = 0
     refusal: tuple[int, str] | None = None
     pipes: list[Pipe[Frame]] = field(default_factory=list)
 

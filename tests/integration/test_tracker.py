@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import subprocess
 from collections.abc import Callable
@@ -194,7 +195,8 @@ async def test_template_round_trip(tracker: DockerTracker, template: Make, tmp_p
     assert await tracker.wait(job_id, timeout=30) is JobState.DONE
     info = await tracker.job_info(job_id)
     assert info.job_name == submitted.job_name
-    assert info.job_owner == "nobody"
+    assert info.job_owner == getpass.getuser()  # who submitted it (DRMAA2's job owner)
+    assert info.extensions["user"] == "nobody"  # the container's user
     assert info.extensions["hostname"] == "jobhost"
 
 

@@ -42,6 +42,7 @@ from aiotracker._labels import (
     RESTART_LABEL,
     SESSION_LABEL,
     SUBMISSION_HOST_LABEL,
+    SUBMITTER_LABEL,
     TEMPLATE_LABEL,
     TERMINATED_SUFFIX,
     base_name,
@@ -1085,8 +1086,10 @@ def test_state_from_event(action: str, name: str, expected: JobState | None) -> 
 NOW = datetime(2015, 1, 6, 16, 0, 0, tzinfo=UTC)
 
 
-def info_for(record: ContainerDetails, engine_host: str = "engine") -> JobInfo:
-    return job_info_from_details(record, engine_host=engine_host, now=NOW)
+def info_for(
+    record: ContainerDetails, engine_host: str = "engine", cpu_ns: int | None = None
+) -> JobInfo:
+    return job_info_from_details(record, engine_host=engine_host, now=NOW, cpu_ns=cpu_ns)
 
 
 def test_go_convert_basic_information() -> None:
@@ -1117,7 +1120,13 @@ def test_go_convert_basic_information() -> None:
         submission_time=datetime(2015, 1, 6, 15, 47, 31, 485331, tzinfo=UTC),
         dispatch_time=datetime(2015, 1, 6, 15, 47, 32, 72697, tzinfo=UTC),
         finish_time=datetime(2015, 1, 6, 15, 47, 32, 80254, tzinfo=UTC),
-        extensions={"workingdir": "", "commandline": "", "category": "", "hostname": "hostname"},
+        extensions={
+            "workingdir": "",
+            "commandline": "",
+            "category": "",
+            "hostname": "hostname",
+            "user": "",
+        },
     )
 
 
@@ -1194,7 +1203,8 @@ def test_job_info_oom_with_exit_0_is_done() -> None:
                              finished_at=FINISHED),
                      NOW - STARTED, None, id="previous-finish-ignored-while-active"),
         pytest.param(details(started_at=STARTED, finished_at=STARTED - timedelta(seconds=1)),
-                     timedelta(0), STARTED - timedelta(seconds=1), id="clock-skew-is-zero"),
+                     timedelta(0), STARTED - timedelta(seconds=1),
+                     id="start-returned-after-exit-is-dispatched-at-finish"),
         pytest.param(details(started_at=STARTED, finished_at=None), None, None,
                      id="ended-without-finish-time"),
         pytest.param(details(status="created", started_at=None, finished_at=None), None, None,
@@ -1204,10 +1214,14 @@ def test_job_info_oom_with_exit_0_is_done() -> None:
 def test_job_info_times(
     record: ContainerDetails, wallclock: timedelta | None, finish_time: datetime | None
 ) -> None:
-    """Wallclock runs from start to finish (or to now while running); finish only once ended."""
+    """Wallclock runs from dispatch to finish (or to now while running); finish only once
+    ended; a dispatch is never after the finish (StartedAt can be set after a short job exited)."""
     info = info_for(record)
     assert (info.wallclock_time, info.finish_time) == (wallclock, finish_time)
-    assert (info.submission_time, info.dispatch_time) == (CREATED, record.started_at)
+    dispatch = record.started_at
+    if dispatch is not None and finish_time is not None:
+        dispatch = min(dispatch, finish_time)
+    assert (info.submission_time, info.dispatch_time) == (CREATED, dispatch)
 
 
 @pytest.mark.parametrize(
@@ -1227,10 +1241,11 @@ def test_job_info_job_name(name: str, labels: Mapping[str, str], job_name: str) 
 
 
 def test_job_info_owner_machines_and_extensions() -> None:
-    """Owner, submission host, engine host and the drmaa2os extension keys come from inspect."""
+    """The owner is who submitted (a label); the submission host, engine host and drmaa2os's
+    extension keys come from inspect, with the container's user as an extension."""
     record = details(
         user="nobody",
-        labels={SUBMISSION_HOST_LABEL: "login1"},
+        labels={SUBMISSION_HOST_LABEL: "login1", SUBMITTER_LABEL: "alice"},
         working_dir="/w",
         cmd=("sh", "-c", "echo hi"),
         image="busybox:latest",
@@ -1238,7 +1253,7 @@ def test_job_info_owner_machines_and_extensions() -> None:
     )
     info = info_for(record, engine_host="")
     assert (info.job_owner, info.submission_machine, info.allocated_machines) == (
-        "nobody",
+        "alice",
         "login1",
         (),
     )
@@ -1247,7 +1262,39 @@ def test_job_info_owner_machines_and_extensions() -> None:
         "commandline": "sh -c echo hi",
         "category": "busybox:latest",
         "hostname": "box",
+        "user": "nobody",
     }
+
+
+@pytest.mark.parametrize(
+    ("record", "state", "exit_status", "dispatch"),
+    [
+        pytest.param(details(status="removing", started_at=None, finished_at=None, exit_code=0),
+                     JobState.FAILED, None, None, id="removing-never-ran"),
+        pytest.param(details(status="restarting", running=True, restarting=True, exit_code=1,
+                             started_at=STARTED, finished_at=FINISHED),
+                     JobState.QUEUED, None, None, id="restarting-shows-no-previous-run"),
+    ],
+)  # fmt: skip
+def test_job_info_of_runs_that_are_not_the_current_one(
+    record: ContainerDetails, state: JobState, exit_status: int | None, dispatch: datetime | None
+) -> None:
+    """A container that never ran is FAILED with no exit status; one a restart policy is about
+    to run again shows nothing of its previous run."""
+    info = info_for(record)
+    assert (info.state, info.exit_status, info.dispatch_time) == (state, exit_status, dispatch)
+    assert (info.finish_time, info.wallclock_time) == (None, None)
+
+
+def test_job_info_round_trips_through_a_dict() -> None:
+    """to_dict is JSON-ready (ISO 8601 times, seconds, the state's value); from_dict inverts it."""
+    info = info_for(details(labels={SUBMITTER_LABEL: "alice"}), cpu_ns=1_500_000_000)
+    data = info.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["state"] == "done"
+    assert data["cpu_time"] == 1.5
+    assert data["dispatch_time"] == STARTED.isoformat()
+    assert JobInfo.from_dict(data) == info
 
 
 # ==========================================================================================

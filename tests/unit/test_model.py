@@ -308,10 +308,11 @@ def test_facade_all_names_exist() -> None:
 
 
 def test_package_imports_in_a_fresh_interpreter() -> None:
-    """`python -c "import aiotracker; print(...)"` prints the template class and JobState.DONE."""
+    """`python -c "import aiotracker; print(...)"` prints the template class and JobState.DONE
+    (a StrEnum: printed as its value)."""
     code = "import aiotracker; print(aiotracker.JobTemplate, aiotracker.JobState.DONE)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
     )
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == "<class 'aiotracker._model.JobTemplate'> JobState.DONE\n"
+    assert result.stdout == "<class 'aiotracker._model.JobTemplate'> done\n"
