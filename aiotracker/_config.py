@@ -194,7 +194,7 @@ _USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-
 
 KNOWN_EXTENSIONS = frozenset(
     {"user", "exposedPorts", "entrypoint", "net", "privileged", "restart", "ipc", "uts", "pid",
-     "rm", "gpus", "shm-size", "ulimit"}
+     "rm", "gpus", "shm-size", "ulimit", "log-max-size", "log-max-file"}
 )  # fmt: skip
 
 
@@ -257,6 +257,16 @@ def _apply_extensions(
             host["ShmSize"] = parse_ram_in_bytes(value, "extension 'shm-size'")
         elif name == "ulimit":
             host["Ulimits"] = [parse_ulimit(u) for u in value.split(",")]
+        elif name == "log-max-size":
+            # What the engine's log keeps is what a broken output stream can be completed from.
+            size = parse_ram_in_bytes(value, "extension 'log-max-size'")
+            host["LogConfig"]["Config"]["max-size"] = str(size)
+        elif name == "log-max-file":
+            if not re.fullmatch(r"[1-9][0-9]{0,3}", value):
+                raise InvalidArgumentError(
+                    f"extension 'log-max-file' must be a count from 1 to 9999, got {value!r}"
+                )
+            host["LogConfig"]["Config"]["max-file"] = value
     policy = host.get("RestartPolicy", {}).get("Name", "no")
     if host.get("AutoRemove") and policy != "no":
         # The engine refuses this pair at create; say so before anything is made.

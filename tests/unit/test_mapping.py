@@ -1446,3 +1446,30 @@ def test_invalid_job_name(name: str) -> None:
 def test_base_name(name: str, base: str) -> None:
     """The base name drops the leading slash and one of aiotracker's suffixes."""
     assert base_name(name) == base
+
+
+@pytest.mark.parametrize(
+    ("extensions", "log_config"),
+    [
+        pytest.param({"log-max-size": "50m"}, {"max-size": str(50 << 20)}, id="size"),
+        pytest.param({"log-max-file": "10"}, {"max-file": "10"}, id="files"),
+        pytest.param({"log-max-size": "1g", "log-max-file": "3"},
+                     {"max-size": str(1 << 30), "max-file": "3"}, id="both"),
+    ],
+)  # fmt: skip
+def test_log_size_extensions(extensions: dict[str, str], log_config: dict[str, str]) -> None:
+    """How much of a job's output the engine's log keeps (the local driver's rotation) is set
+    from the template; the default stays the driver's (5 files of 20 MB)."""
+    config = create_config("s", JobTemplate(job_category="busybox", extensions=extensions), cwd="/")
+    assert config["HostConfig"]["LogConfig"] == {"Type": "local", "Config": log_config}
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [{"log-max-size": "lots"}, {"log-max-size": "0"}, {"log-max-file": "0"},
+     {"log-max-file": "x"}, {"log-max-file": "100000"}],
+)  # fmt: skip
+def test_bad_log_size_extensions(extensions: dict[str, str]) -> None:
+    """A log size or file count that does not parse is InvalidArgumentError."""
+    with pytest.raises(InvalidArgumentError):
+        create_config("s", JobTemplate(job_category="busybox", extensions=extensions), cwd="/")
