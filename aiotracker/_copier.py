@@ -32,6 +32,10 @@ from ._waiters import Wakeups
 
 log = logging.getLogger("aiotracker")
 
+# Seconds the die may follow the end of a job's output stream (Docker logs it ~25 ms after the
+# exit); a stream that ended longer before the exit was cut, and the log completes the file.
+_EXIT_GRACE = 0.5
+
 Source = Literal["attach", "replay", "logs"]
 
 
@@ -48,6 +52,7 @@ class OutputCopier:
         self._cache = cache
         self._publish = publish
         self.streams: dict[str, anyio.CancelScope] = {}
+        self._exits: dict[str, anyio.Event] = {}  # jobs being copied: set at their exit
 
     def _fault(self, job_id: str, text: str) -> None:
         log.warning("job %s: %s", job_id[:12], text)
@@ -67,8 +72,10 @@ class OutputCopier:
         """
         files = OutputFiles(plan, job_id)
         self._cache.begin_output(job_id)
-        attached = finished = False
+        attached = finished = broke = False
         fault: str | None = None
+        counts = {1: 0, 2: 0}  # bytes of each stream written
+        self._exits[job_id] = anyio.Event()
         try:
             with anyio.CancelScope() as scope:
                 self.streams[job_id] = scope
@@ -81,12 +88,12 @@ class OutputCopier:
                         async with reader as read:
                             attached = True
                             task_status.started()
-                            fault = await self._drain(job_id, files, read)
+                            fault = await self._drain(job_id, files, read, counts)
                 except TrackerError as exc:
                     if not attached:
                         raise
-                    fault = f"output incomplete: the output stream broke: {exc}"
-                    self._fault(job_id, fault)
+                    log.warning("output stream of job %s broke: %s", job_id[:12], exc)
+                    broke = True
                 except Exception as exc:  # a bug: it stays with this job
                     if not attached:
                         raise
@@ -96,6 +103,14 @@ class OutputCopier:
                 # A start that fails also ends the stream: then no file is left.
                 if job_started is not None and not await job_started:
                     fault = "not started"
+                # A stream that ends is not an end of output: confirmed against the exit, and
+                # completed from the engine's log if it ended first.
+                if (
+                    fault is None
+                    and source != "logs"
+                    and (broke or not await self._ended_at_exit(job_id))
+                ):
+                    fault = await self._complete_from_log(job_id, files, counts)
                 if fault is None:
                     try:
                         files.finish()
@@ -109,9 +124,66 @@ class OutputCopier:
                 # tracker completes it from the log; after a fault, it goes.
                 self._discard(files, keep_partial=attached and fault is None)
             self.streams.pop(job_id, None)
+            self._exits.pop(job_id, None)
             self._publish(self._cache.output_done(job_id))
 
-    async def _drain(self, job_id: str, files: OutputFiles, read: OutputReader) -> str | None:
+    def job_exited(self, job_id: str) -> None:
+        """The job's exit is known (its die, or an inspect): its log is complete."""
+        event = self._exits.get(job_id)
+        if event is not None:
+            event.set()
+
+    def _exited(self, job_id: str) -> bool:
+        job = self._cache.get(job_id)
+        return job is None or job.exited or job.final is not None or job.state in TERMINAL
+
+    async def _ended_at_exit(self, job_id: str) -> bool:
+        """Did the stream end because the job exited? Its die comes within moments of the
+        end; if it does not, the engine is asked (the stream may have been cut)."""
+        with anyio.move_on_after(_EXIT_GRACE):
+            while not self._exited(job_id):  # woken by job_exited
+                await self._exits[job_id].wait()
+                self._exits[job_id] = anyio.Event()
+            return True
+        try:
+            with engine_errors("inspect", job_id):
+                details = await self._engine.inspect(job_id)
+        except TrackerError:
+            return False
+        return details.status not in ("running", "paused", "restarting")
+
+    async def _complete_from_log(
+        self, job_id: str, files: OutputFiles, counts: dict[int, int]
+    ) -> str | None:
+        """Wait for the job's exit, then append what the log holds beyond what was written,
+        stream by stream (exactly once, no gap: both come from the engine's one copy)."""
+        while not self._exited(job_id):  # woken by job_exited
+            await self._exits[job_id].wait()
+            self._exits[job_id] = anyio.Event()
+        skip = dict(counts)
+        try:
+            with engine_errors("logs", job_id):
+                async with self._engine.read_logs(job_id) as read:
+                    while (frame := await read()) is not None:
+                        stream, data = frame
+                        cut = min(skip.get(stream, 0), len(data))
+                        skip[stream] = skip.get(stream, 0) - cut
+                        if cut < len(data):
+                            files.write(stream, data[cut:])
+        except (TrackerError, OSError) as exc:
+            text = f"output incomplete: the stream ended early and the log failed: {exc}"
+            self._fault(job_id, text)
+            return text
+        if any(skip.values()):
+            text = "output incomplete: the engine's log no longer holds all of the output"
+            self._fault(job_id, text)
+            return text
+        log.info("output of job %s completed from the engine's log", job_id[:12])
+        return None
+
+    async def _drain(
+        self, job_id: str, files: OutputFiles, read: OutputReader, counts: dict[int, int]
+    ) -> str | None:
         """Write every frame; after a file error, keep reading and drop the rest."""
         fault = None
         try:
@@ -130,6 +202,7 @@ class OutputCopier:
                     await anyio.to_thread.run_sync(files.write, *frame, abandon_on_cancel=True)
                 else:
                     files.write(*frame)
+                counts[frame[0]] = counts.get(frame[0], 0) + len(frame[1])
             except OSError as exc:
                 fault = f"output incomplete: {_describe(exc)}"
                 self._fault(job_id, fault)

@@ -86,6 +86,7 @@ class Runtime:
             self.sync.request_resync, self.leases.holds,
         )  # fmt: skip
         self.sync.on_resynced = self._resynced
+        self.sync.on_exit = self.copier.job_exited
         self.control = Controller(
             engine, self.cache, self.sync, self.submitter, self.launcher, self.publish
         )

@@ -55,6 +55,7 @@ class Sync:
         self._resync = anyio.Event()
         self.on_resynced: Callable[[], None] = lambda: None
         self.on_lease_event: Callable[[ContainerEvent], None] = lambda event: None
+        self.on_exit: Callable[[str], None] = lambda job_id: None
         self.inspects = 0
         self.lease_events = 0
         self.resyncs = 0
@@ -78,6 +79,8 @@ class Sync:
             self.request_resync()
             return
         self._publish((wakeups, changes))
+        if event.action == "die":
+            self.on_exit(event.container_id)
         if inspect:
             self.schedule_inspect(event.container_id, event)
 
@@ -131,6 +134,8 @@ class Sync:
             result = self._cache.settle(details, seq)
             if result is not None or seq is None or job_id not in self._cache:
                 self._publish(result)
+                if not (details.running or details.restarting) and details.finished_at:
+                    self.on_exit(job_id)
                 return
 
     def _gone(self, job_id: str, die: ContainerEvent | None) -> None:

@@ -588,3 +588,32 @@ async def test_tracker_that_dies_closes_its_engine_and_fails_waits_with_cause(
         tracker._rt.tasks.group().start_soon(broken, None)
     await until(lambda: engine.closed)
     await tracker.aclose()
+
+
+@pytest.mark.parametrize("log_readable", [True, False])
+async def test_output_stream_that_ends_before_the_job_is_completed_from_the_log(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path, log_readable: bool
+) -> None:
+    """An output stream that ends while the job runs (a dropped connection, a daemon restart
+    with live-restore) is not the end of its output: at the exit, the file is completed from
+    the engine's log, exactly once; if the log cannot be read, the fault says so."""
+    out = tmp_path / "out"
+    job_id = await tracker.add_job(job("sleep", "9", output_path=str(out), join_files=True))
+    engine.write_output(job_id, 1, b"one ")
+    engine.write_output(job_id, 2, b"two ")
+    await until(lambda: tracker.statistics().output_streams == 1)
+    await asyncio.sleep(0.01)  # the copier has taken what was sent
+    if not log_readable:
+        engine.fail("read_logs", EngineConnectionError("reset"), match=job_id)
+    engine.cut_attach(job_id)
+    await asyncio.sleep(0.6)  # the job runs on past the stream's end
+    engine.write_output(job_id, 1, b"three ")
+    engine.write_output(job_id, 2, b"four")
+    engine.exit(job_id, 0)
+    assert await tracker.wait(job_id, timeout=5) is JobState.DONE
+    info = await tracker.job_info(job_id)
+    if log_readable:
+        assert out.read_bytes() == b"one two three four"
+        assert info.faults == ()
+    else:
+        assert any(f.startswith("output incomplete") for f in info.faults), info.faults
