@@ -26,7 +26,7 @@ import anyio.lowlevel
 from ._cache import Change, StateCache
 from ._config import ArrayTask, create_config
 from ._copier import OutputCopier
-from ._engine.base import ContainerDetails, ContainerSummary, Engine
+from ._engine.base import Engine
 from ._errors import engine_errors
 from ._exceptions import (
     DrmCommunicationError,
@@ -38,11 +38,11 @@ from ._exceptions import (
     JobNotFoundError,
     TrackerError,
 )
+from ._existing import ExistingJobs
 from ._labels import (
     HELD_SUFFIX,
     KEY_LABEL,
     OWNER_LABEL,
-    SESSION_LABEL,
     TEMPLATE_LABEL,
     base_name,
     container_name,
@@ -111,6 +111,7 @@ class Submitter:
         self._owner = owner  # the lease to put on new jobs (made with their image)
         self._owner_live = owner_live
         self._inflight: dict[str, asyncio.Future[str]] = {}  # container name -> its submission
+        self._names = ExistingJobs(engine, cache, publish, session=session, timeout=engine_timeout)
 
     def prepare(
         self, template: JobTemplate, array_task: ArrayTask | None = None, key: str | None = None
@@ -179,10 +180,10 @@ class Submitter:
             self._inflight.pop(job.name, None)
 
     async def _submit(self, job: Prepared) -> str:
-        found = await self._existing([job])
+        found = await self._names.find([job])
         if found is not None:
             job_id = found.container_id
-            self._publish(self._cache.settle(await self._inspect(job_id)))
+            self._publish(self._cache.settle(await self._names.inspect(job_id)))
             await self._finish_existing(job_id, job)
             return job_id
         job_id, existed = await self.create(job.config, job.name)
@@ -199,35 +200,6 @@ class Submitter:
             await self.discard(job_id)
             raise reason
         return job_id
-
-    async def _existing(self, jobs: list[Prepared]) -> ContainerSummary | None:
-        """The session's job with this submission's key (or one of its job names), whatever
-        marks its name carries now (held, terminated): one listing, only for keyed or named
-        submissions. A name in use without the same key is ``JobNameInUseError``."""
-        labels = jobs[0].config["Labels"]
-        key = labels.get(KEY_LABEL)
-        names = {base_name(j.name) for j in jobs if not j.name.startswith("aiotracker-")}
-        if key is None and not names:
-            return None
-        label = f"{KEY_LABEL}={key}" if key is not None else f"{SESSION_LABEL}={self._session}"
-        with engine_errors("list"):
-            summaries = await self._engine.list_containers(label)
-        mine = [s for s in summaries if s.labels.get(SESSION_LABEL) == self._session]
-        if key is not None:
-            same = [s for s in mine if s.labels.get(KEY_LABEL) == key]
-            return min(same, key=lambda s: s.name) if same else None
-        for s in mine:
-            if base_name(s.name) in names:
-                job_name = base_name(s.name).split(".", 1)[0]
-                raise JobNameInUseError(
-                    f"job name {job_name!r} is in use by job {s.container_id} of this session",
-                    job_name=job_name, job_id=s.container_id,
-                )  # fmt: skip
-        return None
-
-    async def _inspect(self, job_id: str) -> ContainerDetails:
-        with engine_errors("inspect", job_id):
-            return await self._engine.inspect(job_id)
 
     def _started(self, job_id: str) -> bool:
         job = self._cache.get(job_id)
@@ -254,28 +226,20 @@ class Submitter:
         Returns the tasks' ids, or, for a retry with a key whose array exists, its array id.
         """
         made: list[str] = []
-        found = await self._existing(prepared)
+        found = await self._names.find(prepared)
         if found is not None:  # a retry with the same key: the array exists
-            self._publish(self._cache.settle(await self._inspect(found.container_id)))
-            return self._array_of(found.container_id)
+            self._publish(self._cache.settle(await self._names.inspect(found.container_id)))
+            return self._names.array_of(found.container_id)
         try:
             for job in prepared:
                 job_id, existed = await self.create(job.config, job.name)
                 if existed:  # a retry with the same key: the array exists
-                    return self._array_of(job_id)
+                    return self._names.array_of(job_id)
                 made.append(job_id)
         except BaseException:
             await self.discard(*reversed(made))
             raise
         return made
-
-    def _array_of(self, job_id: str) -> str:
-        array_id = self._cache.require(job_id).array_id
-        if array_id is None:
-            raise JobNameInUseError(
-                f"the key is in use by job {job_id}, not by an array", job_name="", job_id=job_id
-            )
-        return array_id
 
     async def create(self, config: dict[str, Any], name: str) -> tuple[str, bool]:
         """Create a job's container; the caller removes it if anything after this fails.
@@ -295,7 +259,7 @@ class Submitter:
                 with engine_errors("create", image=config["Image"]):
                     job_id = await self._engine.create(config, name)
             except JobNameInUseError:
-                return await self._clash(config, name), True
+                return await self._names.clash(config, name), True
         if scope.cancelled_caught:  # an engine that hangs on create
             with shielded(self._timeout), contextlib.suppress(TrackerError):
                 await self.remove(name)
@@ -303,33 +267,6 @@ class Submitter:
         state = JobState.QUEUED_HELD if name.endswith(HELD_SUFFIX) else JobState.QUEUED
         self._publish(self._cache.add(job_id, state, labels=config["Labels"]))
         return job_id, False
-
-    async def _clash(self, config: dict[str, Any], name: str) -> str:
-        """The name is taken: the same key's job (idempotent), or JobNameInUseError."""
-        labels = config["Labels"]
-        job_name = base_name(name).split(".", 1)[0] if not name.startswith("aiotracker-") else ""
-        details = None
-        with anyio.move_on_after(self._timeout):
-            while details is None:
-                try:
-                    with engine_errors("inspect"):
-                        details = await self._engine.inspect(name)
-                except JobNotFoundError:  # another create of it is still under way
-                    await anyio.sleep(0.05)
-        if details is None:
-            raise EngineError(f"the name {name!r} is taken, but by no container: retry")
-        if details.labels.get(SESSION_LABEL) != self._session:
-            raise JobNameInUseError(
-                f"container name {name!r} is in use outside this session", job_name=job_name
-            )
-        key = labels.get(KEY_LABEL)
-        if key is not None and details.labels.get(KEY_LABEL) == key:
-            self._publish(self._cache.settle(details))
-            return details.container_id
-        raise JobNameInUseError(
-            f"job name {job_name!r} is in use by job {details.container_id} of this session",
-            job_name=job_name, job_id=details.container_id,
-        )  # fmt: skip
 
     async def remove(self, job_id: str) -> None:
         with engine_errors("remove", job_id):
