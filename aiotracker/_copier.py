@@ -137,13 +137,16 @@ class OutputCopier:
         job = self._cache.get(job_id)
         return job is None or job.exited or job.final is not None or job.state in TERMINAL
 
+    async def _wait_exit(self, job_id: str) -> None:
+        while not self._exited(job_id):  # woken by job_exited
+            await self._exits[job_id].wait()
+            self._exits[job_id] = anyio.Event()
+
     async def _ended_at_exit(self, job_id: str) -> bool:
         """Did the stream end because the job exited? Its die comes within moments of the
         end; if it does not, the engine is asked (the stream may have been cut)."""
         with anyio.move_on_after(_EXIT_GRACE):
-            while not self._exited(job_id):  # woken by job_exited
-                await self._exits[job_id].wait()
-                self._exits[job_id] = anyio.Event()
+            await self._wait_exit(job_id)
             return True
         try:
             with engine_errors("inspect", job_id):
@@ -157,9 +160,7 @@ class OutputCopier:
     ) -> str | None:
         """Wait for the job's exit, then append what the log holds beyond what was written,
         stream by stream (exactly once, no gap: both come from the engine's one copy)."""
-        while not self._exited(job_id):  # woken by job_exited
-            await self._exits[job_id].wait()
-            self._exits[job_id] = anyio.Event()
+        await self._wait_exit(job_id)
         skip = dict(counts)
         try:
             with engine_errors("logs", job_id):
@@ -169,7 +170,7 @@ class OutputCopier:
                         cut = min(skip.get(stream, 0), len(data))
                         skip[stream] = skip.get(stream, 0) - cut
                         if cut < len(data):
-                            files.write(stream, data[cut:])
+                            await _write(files, stream, data[cut:])
         except (TrackerError, OSError) as exc:
             text = f"output incomplete: the stream ended early and the log failed: {exc}"
             self._fault(job_id, text)
@@ -198,10 +199,7 @@ class OutputCopier:
             if fault is not None:
                 continue
             try:
-                if files.blocking:
-                    await anyio.to_thread.run_sync(files.write, *frame, abandon_on_cancel=True)
-                else:
-                    files.write(*frame)
+                await _write(files, *frame)
                 counts[frame[0]] = counts.get(frame[0], 0) + len(frame[1])
             except OSError as exc:
                 fault = f"output incomplete: {_describe(exc)}"
@@ -255,3 +253,11 @@ def recovery(
     if state in TERMINAL and has_partial(plan, job_id):
         return plan, "logs"
     return None
+
+
+async def _write(files: OutputFiles, stream: int, data: bytes) -> None:
+    """Write a frame; from a worker thread where the write may block (a FIFO, a device)."""
+    if files.blocking:
+        await anyio.to_thread.run_sync(files.write, stream, data, abandon_on_cancel=True)
+    else:
+        files.write(stream, data)

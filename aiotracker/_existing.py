@@ -16,7 +16,7 @@ from ._cache import Change, StateCache
 from ._engine.base import ContainerDetails, ContainerSummary, Engine
 from ._errors import engine_errors
 from ._exceptions import EngineError, JobNameInUseError, JobNotFoundError
-from ._labels import KEY_LABEL, SESSION_LABEL, base_name
+from ._labels import KEY_LABEL, SESSION_LABEL, base_name, job_name_of
 from ._waiters import Wakeups
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class ExistingJobs:
         submissions. A name in use without the same key is ``JobNameInUseError``."""
         labels = jobs[0].config["Labels"]
         key = labels.get(KEY_LABEL)
-        names = {base_name(j.name) for j in jobs if not j.name.startswith("aiotracker-")}
+        names = {base_name(j.name) for j in jobs if job_name_of(j.name)}
         if key is None and not names:
             return None
         label = f"{KEY_LABEL}={key}" if key is not None else f"{SESSION_LABEL}={self._session}"
@@ -59,11 +59,7 @@ class ExistingJobs:
             return min(same, key=lambda s: s.name) if same else None
         for s in mine:
             if base_name(s.name) in names:
-                job_name = base_name(s.name).split(".", 1)[0]
-                raise JobNameInUseError(
-                    f"job name {job_name!r} is in use by job {s.container_id} of this session",
-                    job_name=job_name, job_id=s.container_id,
-                )  # fmt: skip
+                raise _in_use(job_name_of(s.name), s.container_id)
         return None
 
     async def inspect(self, job_id: str) -> ContainerDetails:
@@ -81,7 +77,7 @@ class ExistingJobs:
     async def clash(self, config: dict[str, Any], name: str) -> str:
         """The name is taken: the same key's job (idempotent), or JobNameInUseError."""
         labels = config["Labels"]
-        job_name = base_name(name).split(".", 1)[0] if not name.startswith("aiotracker-") else ""
+        job_name = job_name_of(name)
         details = None
         with anyio.move_on_after(self._timeout):
             while details is None:
@@ -100,7 +96,11 @@ class ExistingJobs:
         if key is not None and details.labels.get(KEY_LABEL) == key:
             self._publish(self._cache.settle(details))
             return details.container_id
-        raise JobNameInUseError(
-            f"job name {job_name!r} is in use by job {details.container_id} of this session",
-            job_name=job_name, job_id=details.container_id,
-        )  # fmt: skip
+        raise _in_use(job_name, details.container_id)
+
+
+def _in_use(job_name: str, job_id: str) -> JobNameInUseError:
+    return JobNameInUseError(
+        f"job name {job_name!r} is in use by job {job_id} of this session",
+        job_name=job_name, job_id=job_id,
+    )  # fmt: skip

@@ -67,6 +67,12 @@ def container_name(job_name: str, session: str) -> str:
     return f"{job_name}.{session_tag(session)}"
 
 
+def job_name_of(name: str) -> str:
+    """The job name a container name was derived from ("" for a generated name)."""
+    name = base_name(name)
+    return "" if name.startswith("aiotracker-") else name.split(".", 1)[0]
+
+
 def lease_name(owner: str, session: str) -> str:
     return f"aiotracker-lease-{owner}.{session_tag(session)}"
 

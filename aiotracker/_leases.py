@@ -191,9 +191,19 @@ class Leases:
                 log.exception("holding lease %s failed", owner)  # its die event follows
             finally:
                 self._scopes.pop(owner, None)
-                if self.held.pop(owner, None) is not None and not self.closing:
-                    log.warning("lease %s lost", owner)
-                    self.on_lost(owner)
+                if self.closing:
+                    self.held.pop(owner, None)
+                else:
+                    self._drop(owner)
+
+    def _drop(self, owner: str) -> None:
+        """We no longer hold ``owner``'s lease (once, whoever notices first)."""
+        if self.held.pop(owner, None) is not None:
+            log.warning("lease %s lost", owner)
+            self.on_lost(owner)
+
+    def _unfinished(self, owner: str) -> bool:
+        return any(j.owner == owner and j.state not in TERMINAL for j in self._cache)
 
     # -- watching and taking over -------------------------------------------------------
 
@@ -206,25 +216,20 @@ class Leases:
             return
         if self.held.get(owner) == event.container_id and owner in self._scopes:
             self._scopes[owner].cancel()  # ours died under us: we no longer hold it
-            self.held.pop(owner, None)
-            log.warning("lease %s lost", owner)
-            self.on_lost(owner)
+            self._drop(owner)
         self.consider(owner)
 
     def consider(self, owner: str) -> None:
         """Try to take ``owner``'s lease over if some of its jobs are unfinished."""
         if owner in self.held or owner in self._adopting or owner.startswith(UNLEASED):
             return
-        if any(j.owner == owner and j.state not in TERMINAL for j in self._cache):
+        if self._unfinished(owner):
             self._adopting.add(owner)
             self._tasks.spawn(self._adopt, owner)
 
     async def _adopt(self, owner: str) -> None:
         try:
-            image = await self._image_of(owner)
-            if image and await self._acquire(owner, image):
-                self.takeovers += 1
-                log.warning("took over lease %s", owner)
+            if await self.take_now(owner):
                 self.on_adopted(owner)
         finally:
             self._adopting.discard(owner)
@@ -243,7 +248,7 @@ class Leases:
         return {o for s in leases if s.state in _LIVE and (o := s.labels.get(LEASE_OWNER_LABEL))}
 
     async def take_now(self, owner: str) -> bool:
-        """Try to take ``owner``'s dead lease over now (at opening); True if we won it."""
+        """Try to take ``owner``'s dead lease over now; True if we won it (or hold it)."""
         if owner in self.held:
             return True
         image = await self._image_of(owner)
@@ -255,9 +260,7 @@ class Leases:
 
     async def adopt_dead(self) -> None:
         """At opening: take over the leases whose holders are gone and whose jobs are not done."""
-        with engine_errors("list"):
-            leases = await self._engine.list_containers(self.label)
-        live = {s.labels.get(LEASE_OWNER_LABEL) for s in leases if s.state in _LIVE}
+        live = await self.live_owners()
         for owner in {j.owner for j in self._cache if j.owner is not None} - live:
             self.consider(owner)
 
@@ -267,10 +270,7 @@ class Leases:
         """The lease containers held whose jobs are all finished (removed at closing; the
         others are let go when the tracker's tasks end: their ``cat`` exits, and another
         tracker takes them over)."""
-        return [
-            cid for owner, cid in self.held.items()
-            if not any(j.owner == owner and j.state not in TERMINAL for j in self._cache)
-        ]  # fmt: skip
+        return [cid for owner, cid in self.held.items() if not self._unfinished(owner)]
 
     async def remove(self, lease_ids: list[str]) -> None:
         with shielded(self._timeout):

@@ -13,29 +13,24 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 
 import anyio
 
 from ._arrays import ArrayLauncher
-from ._cache import TERMINAL, Change, StateCache
+from ._cache import TERMINAL, Change, Job, StateCache
 from ._control import Controller
 from ._copier import OutputCopier, Source, recovery
 from ._engine.base import ContainerSummary, Engine, EngineInfo
 from ._errors import engine_errors
 from ._exceptions import DrmCommunicationError, InvalidStateError, TrackerClosedError
 from ._feed import EventFeed
-from ._labels import (
-    ARRAY_LABEL,
-    ARRAY_MAX_PARALLEL_LABEL,
-    ARRAY_SIZE_LABEL,
-    MANAGED_LABEL,
-    OWNER_LABEL,
-)
+from ._labels import OWNER_LABEL
 from ._leases import UNLEASED, Leases
 from ._model import JobState
 from ._output import OutputPlan
-from ._submit import Submitter
+from ._submit import Submitter, launch_from
 from ._sync import Sync
 from ._tasks import Tasks, shielded
 from ._waiters import Wakeups
@@ -157,14 +152,13 @@ class Runtime:
                 await tg.start(self.feed.run, since)
                 if not self.observer:
                     self._live_owners = await self.leases.live_owners()
-                summaries = await self.sync.seed(since, self._recovering)
+                await self.sync.seed(since, self._recovering)
                 await self._take_dead_leases()
-                self._adopt(summaries)
+                self._adopt()
                 tg.start_soon(self.feed.process, self.sync.on_event)
                 tg.start_soon(self.sync.run_resyncs)
                 if not self.observer:
                     self.sync.on_lease_event = self.leases.on_event
-                    self.tasks.spawn(self.leases.adopt_dead)
                 ready.set_result(None)
                 await self._closing.wait()
                 self.leases.closing = True
@@ -208,33 +202,32 @@ class Runtime:
             j.owner for j in self.cache if j.owner is not None and not j.owner.startswith(UNLEASED)
         } - self._live_owners
         for owner in owners:
-            if owner is not None and not await self.leases.take_now(owner):
+            if not await self.leases.take_now(owner):
                 for job in list(self.cache):
                     if job.owner == owner and job.job_id in self._recoveries:
                         del self._recoveries[job.job_id]
                         self.publish(self.cache.output_done(job.job_id))
 
-    def _adopt(self, summaries: list[ContainerSummary]) -> None:
-        """At opening: resume interrupted output copies, and launch the session's arrays."""
+    def _adopt(self) -> None:
+        """At opening: resume interrupted output copies, and launch the arrays that are ours
+        (of leases we hold, or made before leases)."""
         if self.observer:
             return
         recoveries, self._recoveries = self._recoveries, {}
         for job_id, (plan, source) in recoveries.items():
             self.tasks.spawn(self._recover, job_id, plan, source)
-        for s in summaries:
-            array_id = s.labels.get(ARRAY_LABEL)
-            if not self.leases.holds(s.labels.get(OWNER_LABEL)):
-                continue  # launched by its lease's holder
-            if array_id and MANAGED_LABEL in s.labels and array_id not in self.launcher.arrays:
-                size = _int(s.labels.get(ARRAY_SIZE_LABEL))
-                self.launcher.add(array_id, size, _int(s.labels.get(ARRAY_MAX_PARALLEL_LABEL)))
+        self._launch_arrays(job for job in self.cache if self.leases.holds(job.owner))
+
+    def _launch_arrays(self, jobs: Iterable[Job]) -> None:
+        """A launcher for each unfinished array these jobs are tasks of."""
+        for job in jobs:
+            if job.array_id is not None and job.state not in TERMINAL:
+                self.launcher.add(job.array_id, job.array_size, job.array_max_parallel)
 
     def _adopted(self, owner: str) -> None:
         """We took ``owner``'s lease over: its arrays and its jobs' output are ours now."""
         jobs = [job for job in self.cache if job.owner == owner]
-        for job in jobs:
-            if job.array_id is not None and job.state not in TERMINAL:
-                self.launcher.add(job.array_id, job.array_size, job.array_max_parallel)
+        self._launch_arrays(jobs)
         for job in jobs:
             if job.array_id is None and job.state is JobState.QUEUED and not job.ever_started:
                 self.tasks.spawn(self._start_cut_short, job.job_id)
@@ -246,7 +239,7 @@ class Runtime:
         as the submitter would have (a retry with its key returns it)."""
         details = await self.sync.details(job_id)
         if details.status == "created" and not details.error:
-            await self.submitter.start(job_id, await self.submitter.launch_of(job_id))
+            await self.submitter.start(job_id, launch_from(details))
 
     async def _take_output(self, job_id: str) -> None:
         """Complete a taken-over job's output from the engine's log (once: we hold its lease)."""
@@ -313,10 +306,3 @@ def _first_error(exc: BaseException) -> BaseException:
             if not isinstance(found, BaseExceptionGroup):
                 return found
     return exc
-
-
-def _int(text: str | None) -> int:
-    try:
-        return int(text) if text else 0
-    except ValueError:
-        return 0

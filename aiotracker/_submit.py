@@ -26,7 +26,7 @@ import anyio.lowlevel
 from ._cache import Change, StateCache
 from ._config import ArrayTask, create_config
 from ._copier import OutputCopier
-from ._engine.base import Engine
+from ._engine.base import ContainerDetails, Engine
 from ._errors import engine_errors
 from ._exceptions import (
     DrmCommunicationError,
@@ -136,8 +136,7 @@ class Submitter:
             )
         if template.job_name:
             validate_job_name(template.job_name)
-        plan = plan_output(template, cwd)
-        input_path = check_input_path(template.input_path, cwd) if template.input_path else ""
+        launch = _launch(template, cwd)
         check_stage_in(template, cwd)
         template = absolute_paths(template, cwd)
         labels = dict(self._labels)
@@ -156,7 +155,7 @@ class Submitter:
             name = f"aiotracker-{uuid.uuid4().hex[:16]}"
         if template.submit_as_hold:
             name += HELD_SUFFIX
-        return Prepared(config, name, Launch(plan, input_path), template.submit_as_hold)
+        return Prepared(config, name, launch, template.submit_as_hold)
 
     async def submit(self, job: Prepared) -> str:
         """Create and (unless held) start one job. On a failure or a cancellation before the
@@ -183,8 +182,9 @@ class Submitter:
         found = await self._names.find([job])
         if found is not None:
             job_id = found.container_id
-            self._publish(self._cache.settle(await self._names.inspect(job_id)))
-            await self._finish_existing(job_id, job)
+            details = await self._names.inspect(job_id)
+            self._publish(self._cache.settle(details))
+            await self._finish_existing(job_id, job, details)
             return job_id
         job_id, existed = await self.create(job.config, job.name)
         if existed:
@@ -205,13 +205,15 @@ class Submitter:
         job = self._cache.get(job_id)
         return job is not None and job.ever_started
 
-    async def _finish_existing(self, job_id: str, job: Prepared) -> None:
+    async def _finish_existing(
+        self, job_id: str, job: Prepared, details: ContainerDetails | None = None
+    ) -> None:
         """A retry found its job: start it if the first call was cut short before the start."""
         state = self._cache.require(job_id).state
         if job.hold or state is not JobState.QUEUED or self._started(job_id):
             return
-        with engine_errors("inspect", job_id):
-            details = await self._engine.inspect(job_id)
+        if details is None:
+            details = await self._names.inspect(job_id)
         owner = details.labels.get(OWNER_LABEL)
         if owner is not None and self._owner_live is not None and await self._owner_live(owner):
             return  # its submitter (another tracker, alive) starts it
@@ -340,23 +342,29 @@ class Submitter:
 
     async def _did_start(self, job_id: str) -> bool:
         with shielded(self._timeout), contextlib.suppress(TrackerError):
-            with engine_errors("inspect", job_id):
-                details = await self._engine.inspect(job_id)
+            details = await self._names.inspect(job_id)
             return details.started_at is not None or details.status != "created"
         return False
 
     async def launch_of(self, job_id: str) -> Launch:
         """How to start a job made earlier (held, or found at opening): from its label."""
-        with engine_errors("inspect", job_id):
-            details = await self._engine.inspect(job_id)
-        label = details.labels.get(TEMPLATE_LABEL)
-        if label is None:
-            raise JobNotFoundError(f"job {job_id} has no job template label", job_id=job_id)
-        template = decode_template_label(label)
-        cwd = os.getcwd()
-        plan = plan_output(template, cwd)
-        input_path = check_input_path(template.input_path, cwd) if template.input_path else ""
-        return Launch(plan, input_path)
+        return launch_from(await self._names.inspect(job_id))
+
+
+def launch_from(details: ContainerDetails) -> Launch:
+    """How to start a job, from the template label its container carries."""
+    label = details.labels.get(TEMPLATE_LABEL)
+    if label is None:
+        job_id = details.container_id
+        raise JobNotFoundError(f"job {job_id} has no job template label", job_id=job_id)
+    return _launch(decode_template_label(label), os.getcwd())
+
+
+def _launch(template: JobTemplate, cwd: str) -> Launch:
+    """Where a template's output goes and what its stdin reads (checked)."""
+    plan = plan_output(template, cwd)
+    input_path = check_input_path(template.input_path, cwd) if template.input_path else ""
+    return Launch(plan, input_path)
 
 
 async def rename_mark(
