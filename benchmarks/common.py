@@ -20,6 +20,8 @@ from typing import Any
 
 import aiodocker
 
+from aiotracker._labels import LEASE_LABEL
+
 IMAGE = os.environ.get("AIOTRACKER_BENCH_IMAGE", "aiotracker/busybox:latest")
 DOCKER_SOCKET = "/var/run/docker.sock"
 DOCKER_URL = f"unix://{DOCKER_SOCKET}"
@@ -148,13 +150,20 @@ async def bounded(n: int, coros: Iterable[Any]) -> list[Any]:
 
 
 async def remove_containers(ctx: Context, part: str | None = None) -> int:
-    """Force-remove the run's containers (of one measurement, or all); returns how many."""
+    """Force-remove the run's containers (of one measurement, or all); returns how many.
+
+    Between the rounds of one measurement (``part`` given) the trackers' lease containers
+    stay: the trackers are still open and hold them (removing them would make every round pay
+    for a new lease, which no user's tracker does); the run's end removes them too.
+    """
     label = f"{RUN_LABEL}={ctx.token}"
     filters: dict[str, list[str]] = {"label": [label]}
     if part is not None:
         filters["label"].append(f"{PART_LABEL}={part}")
     async with aiodocker.Docker(url=DOCKER_URL) as docker:
         found = await docker.containers.list(all=True, filters=json.dumps(filters))
+        if part is not None:
+            found = [c for c in found if LEASE_LABEL not in (c["Labels"] or {})]
 
         async def rm(container: Any) -> None:
             with contextlib.suppress(aiodocker.DockerError):
