@@ -74,6 +74,8 @@ class Job:
     removed: bool = False
     # What the tracker could not do for this job ("output incomplete: ..."), in order.
     faults: list[str] = field(default_factory=list)
+    # Output files that could not be completed.
+    incomplete: list[str] = field(default_factory=list)
     # The cache's tick when the entry was made: a listing older than that cannot know it.
     born: int = 0
     waiters: list[Waiter] = field(default_factory=list)
@@ -322,11 +324,15 @@ class StateCache:
                 self._forget(job, out, changes)
         return out, changes
 
-    def add_fault(self, job_id: str, text: str) -> None:
-        """Record what the tracker could not do for a job (its state is the engine's)."""
+    def add_fault(self, job_id: str, text: str, incomplete: Iterable[str] = ()) -> None:
+        """Record what the tracker could not do for a job (its state is the engine's), and
+        the output files that it left incomplete."""
         job = self._jobs.get(job_id)
-        if job is not None and text not in job.faults:
+        if job is None:
+            return
+        if text not in job.faults:
             job.faults.append(text)
+        job.incomplete.extend(p for p in incomplete if p not in job.incomplete)
 
     def start_failed(self, job_id: str, reason: str) -> tuple[Wakeups, list[Change]]:
         """``start`` was refused for the job's own reason: it ends FAILED (no die will come)."""

@@ -1,10 +1,12 @@
 """The output copier: a job's stdout and stderr from the engine into its files; its stdin.
 
-One task per job with output files, owned by the tracker's task group. A file error (a
+One task per job with output files, owned by the tracker's task group. Each frame is written
+to the job's file at its path as it comes (see ``OutputFiles``) and handed to the job's live
+readers (``Fanout``): the tracker's one copy of the stream feeds both. A file error (a
 directory removed, a full disk, no descriptor left, a path that became a directory) concerns
-that job only: it is recorded on the job as a fault ("output incomplete: ..."), the stream is
-still drained (a job whose output nobody reads would block), the job's state stays what the
-engine says, and its end is published as usual.
+that job only: it is recorded on the job as a fault ("output incomplete: ...") naming its
+files, the stream is still drained (a job whose output nobody reads would block), the job's
+state stays what the engine says, and its end is published as usual.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import anyio.to_thread
 from ._cache import ACTIVE, TERMINAL, Change, StateCache
 from ._engine.base import Engine, OutputReader
 from ._errors import engine_errors
-from ._exceptions import InvalidArgumentError, TrackerError
+from ._exceptions import InvalidArgumentError, OutputStreamError, TrackerError
+from ._fanout import Fanout
 from ._labels import MANAGED_LABEL, TEMPLATE_LABEL
 from ._model import JobState
-from ._output import OutputFiles, OutputPlan, has_partial, plan_output
+from ._output import OutputFiles, OutputPlan, is_marked, plan_output
 from ._template_label import decode_template_label
 from ._waiters import Wakeups
 
@@ -52,11 +55,12 @@ class OutputCopier:
         self._cache = cache
         self._publish = publish
         self.streams: dict[str, anyio.CancelScope] = {}
+        self.fanouts: dict[str, Fanout] = {}  # jobs being copied: their live readers
         self._exits: dict[str, anyio.Event] = {}  # jobs being copied: set at their exit
 
-    def _fault(self, job_id: str, text: str) -> None:
+    def _fault(self, job_id: str, text: str, files: OutputFiles | None = None) -> None:
         log.warning("job %s: %s", job_id[:12], text)
-        self._cache.add_fault(job_id, text)
+        self._cache.add_fault(job_id, text, files.paths if files is not None else ())
 
     async def copy(
         self, job_id: str, plan: OutputPlan, source: Source,
@@ -76,6 +80,7 @@ class OutputCopier:
         fault: str | None = None
         counts = {1: 0, 2: 0}  # bytes of each stream written
         self._exits[job_id] = anyio.Event()
+        fanout = self.fanouts[job_id] = Fanout()
         try:
             with anyio.CancelScope() as scope:
                 self.streams[job_id] = scope
@@ -88,7 +93,7 @@ class OutputCopier:
                         async with reader as read:
                             attached = True
                             task_status.started()
-                            fault = await self._drain(job_id, files, read, counts)
+                            fault = await self._drain(job_id, files, read, counts, fanout)
                 except TrackerError as exc:
                     if not attached:
                         raise
@@ -99,30 +104,36 @@ class OutputCopier:
                         raise
                     log.exception("copying the output of job %s failed", job_id[:12])
                     fault = f"output incomplete: {exc!r}"
-                    self._fault(job_id, fault)
-                # A start that fails also ends the stream: then no file is left.
+                    self._fault(job_id, fault, files)
+                # A start that fails also ends the stream: then no file is made.
                 if job_started is not None and not await job_started:
-                    fault = "not started"
+                    files.abort()
+                    finished = True
                 # A stream that ends is not an end of output: confirmed against the exit, and
                 # completed from the engine's log if it ended first.
-                if (
+                elif (
                     fault is None
                     and source != "logs"
                     and (broke or not await self._ended_at_exit(job_id))
                 ):
-                    fault = await self._complete_from_log(job_id, files, counts)
-                if fault is None:
+                    fault = await self._complete_from_log(job_id, files, counts, fanout)
+                if fault is None and not finished:
                     try:
-                        files.finish()
+                        await _in_thread_if(files.blocking, files.finish)
                         finished = True
                     except OSError as exc:
                         fault = f"output incomplete: {_describe(exc)}"
-                        self._fault(job_id, fault)
+                        self._fault(job_id, fault, files)
         finally:
             if not finished:
-                # Cut short by a closing tracker: the partial file stays, and the next
-                # tracker completes it from the log; after a fault, it goes.
-                self._discard(files, keep_partial=attached and fault is None)
+                # Cut short by a closing tracker (attached, no fault): the marks stay, and the
+                # next tracker rewrites the files from the log; after a fault they go.
+                self._discard(files, interrupted=attached and fault is None)
+            fanout.end(
+                None if finished
+                else OutputStreamError(fault or "the tracker stopped copying the job's output")
+            )  # fmt: skip
+            self.fanouts.pop(job_id, None)
             self.streams.pop(job_id, None)
             self._exits.pop(job_id, None)
             self._publish(self._cache.output_done(job_id))
@@ -156,7 +167,7 @@ class OutputCopier:
         return details.status not in ("running", "paused", "restarting")
 
     async def _complete_from_log(
-        self, job_id: str, files: OutputFiles, counts: dict[int, int]
+        self, job_id: str, files: OutputFiles, counts: dict[int, int], fanout: Fanout
     ) -> str | None:
         """Wait for the job's exit, then append what the log holds beyond what was written,
         stream by stream (exactly once, no gap: both come from the engine's one copy)."""
@@ -171,49 +182,51 @@ class OutputCopier:
                         skip[stream] = skip.get(stream, 0) - cut
                         if cut < len(data):
                             await _write(files, stream, data[cut:])
+                            fanout.publish(stream, data[cut:])
         except (TrackerError, OSError) as exc:
             text = f"output incomplete: the stream ended early and the log failed: {exc}"
-            self._fault(job_id, text)
+            self._fault(job_id, text, files)
             return text
         if any(skip.values()):
             text = "output incomplete: the engine's log no longer holds all of the output"
-            self._fault(job_id, text)
+            self._fault(job_id, text, files)
             return text
         log.info("output of job %s completed from the engine's log", job_id[:12])
         return None
 
     async def _drain(
-        self, job_id: str, files: OutputFiles, read: OutputReader, counts: dict[int, int]
-    ) -> str | None:
-        """Write every frame; after a file error, keep reading and drop the rest."""
+        self, job_id: str, files: OutputFiles, read: OutputReader, counts: dict[int, int],
+        fanout: Fanout,
+    ) -> str | None:  # fmt: skip
+        """Write every frame and hand it to the readers; after a file error, keep reading
+        (the readers still get it) and write no more."""
         fault = None
         try:
-            if files.opens_blocking():
-                await anyio.to_thread.run_sync(files.open, abandon_on_cancel=True)
-            else:
-                files.open()
+            files.mark()  # before the job can write (it is started once we are attached)
         except OSError as exc:
-            fault = f"output incomplete: cannot open the output file: {_describe(exc)}"
-            self._fault(job_id, fault)
+            fault = f"output incomplete: cannot create the output file: {_describe(exc)}"
+            self._fault(job_id, fault, files)
         while (frame := await read()) is not None:
+            stream, data = frame
+            fanout.publish(stream, data)
             if fault is not None:
                 continue
             try:
-                await _write(files, *frame)
-                counts[frame[0]] = counts.get(frame[0], 0) + len(frame[1])
+                await _write(files, stream, data)
+                counts[stream] = counts.get(stream, 0) + len(data)
             except OSError as exc:
                 fault = f"output incomplete: {_describe(exc)}"
-                self._fault(job_id, fault)
+                self._fault(job_id, fault, files)
         return fault
 
     @staticmethod
-    def _discard(files: OutputFiles, *, keep_partial: bool) -> None:
-        """Close quietly; the partial files go unless a tracker closing mid-job left them."""
+    def _discard(files: OutputFiles, *, interrupted: bool) -> None:
+        """Close quietly; the marks go unless a tracker closing mid-job interrupted the copy."""
         with contextlib.suppress(OSError):
-            if keep_partial:
-                files.close()  # interrupted: the next tracker completes it from the log
+            if interrupted:
+                files.close()  # the next tracker rewrites the files from the log
             else:
-                files.abort()
+                files.give_up()
 
     async def feed_input(self, job_id: str, source: IO[bytes]) -> None:
         """Write an open input file to the job's stdin, then close both."""
@@ -237,8 +250,9 @@ def _describe(exc: OSError) -> str:
 def recovery(
     labels: Mapping[str, str], state: JobState, job_id: str
 ) -> tuple[OutputPlan, Source] | None:
-    """At opening: a running job's output is resumed (attach replaying the log); a finished
-    job's is rewritten from the log if its copy was interrupted (a partial file is left)."""
+    """At opening: a running job's output is rewritten (attach replaying the log, then
+    following it); a finished job's is rewritten from the log if, and only if, its copy was
+    interrupted (its files are still marked incomplete)."""
     label = labels.get(TEMPLATE_LABEL)
     if MANAGED_LABEL not in labels or not label:
         return None
@@ -250,14 +264,18 @@ def recovery(
         return None
     if state in ACTIVE:
         return plan, "replay"
-    if state in TERMINAL and has_partial(plan, job_id):
+    if state in TERMINAL and is_marked(plan, job_id):
         return plan, "logs"
     return None
 
 
 async def _write(files: OutputFiles, stream: int, data: bytes) -> None:
     """Write a frame; from a worker thread where the write may block (a FIFO, a device)."""
-    if files.blocking:
-        await anyio.to_thread.run_sync(files.write, stream, data, abandon_on_cancel=True)
+    await _in_thread_if(files.blocking, files.write, stream, data)
+
+
+async def _in_thread_if(blocking: bool, func: Callable[..., None], *args: object) -> None:
+    if blocking:
+        await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True)
     else:
-        files.write(stream, data)
+        func(*args)

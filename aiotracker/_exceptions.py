@@ -106,5 +106,19 @@ class EngineError(TrackerError):
     """
 
 
+class OutputOverrunError(TrackerError):
+    """A reader of ``stream_output`` fell further behind the job's output than its buffer
+    holds and was cut off (the copy, the file and the other readers never wait for it).
+
+    The message says how many bytes it had been given; ``stream_output(..., tail=N)`` starts
+    again from the last N lines.
+    """
+
+
+class OutputStreamError(TrackerError):
+    """``stream_output`` could not deliver the whole output: the engine's stream ended before
+    the job did and its log could not fill the gap, or the log was rotated away."""
+
+
 class InternalError(TrackerError):
     """The engine answered in a way aiotracker does not understand; a bug to report."""

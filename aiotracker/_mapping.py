@@ -188,15 +188,20 @@ def job_info_from_details(
     )
 
 
-def tracker_view(info: JobInfo, published: JobState, faults: Sequence[str]) -> JobInfo:
+def tracker_view(
+    info: JobInfo, published: JobState, faults: Sequence[str], incomplete: Sequence[str] = ()
+) -> JobInfo:
     """What the engine says of a job, as the tracker publishes it: a job the engine has
     finished is not finished for the tracker until its output is written; the faults the
-    tracker recorded are listed, and joined to the annotation."""
+    tracker recorded are listed, and joined to the annotation; the output files it could not
+    complete are named."""
     if info.state.is_terminal and not published.is_terminal:
         info = dataclasses.replace(info, state=published)
     if faults:
         notes = "; ".join(n for n in (info.annotation, *faults) if n)
         info = dataclasses.replace(info, faults=tuple(faults), annotation=notes)
+    if incomplete:
+        info = dataclasses.replace(info, incomplete_output=tuple(incomplete))
     return info
 
 

@@ -131,6 +131,10 @@ class JobInfo:
     exit status says the job was killed by one (exit status 128 + n). ``faults`` lists what
     the tracker could not do for the job ("output incomplete: <reason>", "stdin not fed: ...",
     "not started: ..."), each also in ``annotation``; the job's state is still the engine's.
+    ``incomplete_output`` names the output files that could not be completed (a file error,
+    or a stream that ended early when the engine's log could not fill the gap): they hold what
+    was written, and the annotation says why. Both are what this tracker saw: another tracker,
+    or one opened later, does not know them.
     """
 
     job_id: str
@@ -152,6 +156,7 @@ class JobInfo:
     finish_time: datetime | None = None
     extensions: Mapping[str, str] = field(default_factory=dict)
     faults: tuple[str, ...] = ()
+    incomplete_output: tuple[str, ...] = ()
 
     __hash__ = None  # type: ignore[assignment]  # holds a mapping: not hashable
 
@@ -187,7 +192,7 @@ class JobInfo:
                 value = timedelta(seconds=value)
             elif f.name == "state":
                 value = JobState(value)
-            elif f.name in ("allocated_machines", "faults"):
+            elif f.name in ("allocated_machines", "faults", "incomplete_output"):
                 value = tuple(value)
             elif f.name == "extensions":
                 value = dict(value)

@@ -7,6 +7,7 @@ never closed. Everything here is synchronous file work on local paths.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import sys
@@ -41,8 +42,7 @@ def check_output_path(what: str, path: str, cwd: str) -> str:
             raise InvalidArgumentError(f"{what} {path!r} is not writable")
         return absolute
     # Try for real: permission bits do not stop root, but a read-only or special file system
-    # does. The file goes in as a partial file beside the real path (a symlink's target),
-    # then is renamed onto it.
+    # does. The file's mark goes beside the real path (a symlink's target).
     probe = f"{os.path.realpath(absolute)}.aiotracker-probe-{os.getpid()}"
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
@@ -98,13 +98,16 @@ def plan_output(template: JobTemplate, cwd: str) -> OutputPlan:
     return OutputPlan(out, err)
 
 
-PARTIAL_SUFFIX = ".aiotracker-partial"
+MARK_SUFFIX = ".aiotracker-incomplete"
 
 
-def partial_path(path: str, job_id: str) -> str:
-    """Where a job's output goes until complete: beside the real file (same file system),
-    named after the job, so that jobs sharing a path never write one partial file."""
-    return f"{_real(path)}.{job_id[:12]}{PARTIAL_SUFFIX}"
+def mark_path(path: str, job_id: str) -> str:
+    """The mark that a job's copy into ``path`` is under way: a hidden empty file beside the
+    real file (a symlink's target), named after the job, so that jobs sharing a path never
+    share a mark. It exists from the copy's start until its file is complete."""
+    real = _real(path)
+    head, tail = os.path.split(real)
+    return os.path.join(head, f".{tail}.{job_id[:12]}{MARK_SUFFIX}")
 
 
 def _real(path: str) -> str:
@@ -121,92 +124,151 @@ def is_special(path: str) -> bool:
     return not stat.S_ISREG(mode)
 
 
-def has_partial(plan: OutputPlan, job_id: str) -> bool:
+def _at(path: str, f: IO[bytes]) -> bool:
+    """Is the open file ``f`` still the file at ``path``?"""
+    try:
+        return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _regular(path: str) -> bool:
+    return bool(path) and path not in _STD_STREAMS and not is_special(path)
+
+
+def is_marked(plan: OutputPlan, job_id: str) -> bool:
     """True if a copy of this plan was interrupted (a tracker closed while the job ran)."""
     return any(
-        path and path not in _STD_STREAMS and os.path.exists(partial_path(path, job_id))
+        _regular(path) and os.path.exists(mark_path(path, job_id))
         for path in (plan.stdout, plan.stderr)
     )
 
 
 class OutputFiles:
-    """The files of one job's output.
+    """The files of one job's output, written at their paths as the output comes.
 
-    A regular file is written atomically: bytes go to a partial file beside it, renamed onto
-    the path by ``finish()`` once the output is complete, so a reader never sees half of it.
-    A path that is a device, a FIFO or a socket is written in place (never replaced), from a
-    worker thread, since such a write may block; a symlink is followed. A copy cut short
-    (``close()``) leaves the partial file behind, which tells a tracker that opens later to
-    recover the output from the engine's log; ``abort()`` (the job never started) removes it.
-    All file errors are ``OSError``: the caller records them on the job.
+    ``mark()`` (at the copy's start) leaves a hidden mark beside each regular file; the file
+    itself is created (truncated) at the first byte of its stream, or by ``finish()`` if the
+    stream had none, and every write reaches the file at once (no buffer), so that ``tail -f``
+    sees the output as it comes. ``finish()`` closes the files and removes the marks: a file
+    without a mark is complete. A copy cut short (``close()``) keeps the marks, which tell a
+    tracker that opens later to rewrite the files from the engine's log; ``abort()`` (the job
+    never started) and ``give_up()`` (a file fault) remove them. A path that is a device, a
+    FIFO or a socket is written in place (never replaced, never marked), from a worker thread,
+    since such a write may block; a symlink is followed. All file errors are ``OSError``: the
+    caller records them on the job.
     """
 
     def __init__(self, plan: OutputPlan, job_id: str) -> None:
         self._plan = plan
         self._job_id = job_id
         self._files: dict[str, IO[bytes]] = {}
-        self._special: set[str] = set()
+        self._special = {
+            path for path in (plan.stdout, plan.stderr)
+            if path and path not in _STD_STREAMS and is_special(path)
+        }  # fmt: skip
+        self._marked: list[str] = []
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The files written (not the process's own streams), each once."""
+        return tuple(
+            dict.fromkeys(
+                p for p in (self._plan.stdout, self._plan.stderr) if p and p not in _STD_STREAMS
+            )
+        )
 
     @property
     def blocking(self) -> bool:
-        """True if a write may block (a FIFO, a device): write from a worker thread."""
+        """True if a write or an open may block (a FIFO, a device): use a worker thread."""
         return bool(self._special)
 
-    def opens_blocking(self) -> bool:
-        """True if opening may block (a FIFO waits for its reader): open from a thread."""
-        return any(
-            path and path not in _STD_STREAMS and is_special(path)
-            for path in (self._plan.stdout, self._plan.stderr)
-        )
-
-    def open(self) -> None:
-        """Open every file now (a partial file, so that an interrupted copy is visible)."""
-        for path in (self._plan.stdout, self._plan.stderr):
-            if not path or path in self._files:
+    def mark(self) -> None:
+        """Mark each regular file as being copied (before the job can write a byte)."""
+        for path in self.paths:
+            if path in self._special or path in self._marked:
                 continue
-            if path in _STD_STREAMS:
-                self._files[path] = _std_stream(path)
-            elif is_special(path):
-                self._special.add(path)
-                self._files[path] = open(path, "wb", buffering=0)  # noqa: SIM115
-            else:
-                self._files[path] = open(partial_path(path, self._job_id), "wb")  # noqa: SIM115
+            os.close(os.open(mark_path(path, self._job_id), os.O_WRONLY | os.O_CREAT, 0o644))
+            self._marked.append(path)
+
+    def opened(self, stream: int) -> bool:
+        path = self._path(stream)
+        return not path or path in self._files
+
+    def open(self, stream: int) -> None:
+        """Open (create, truncate) the file of a stream; a FIFO's open may block."""
+        path = self._path(stream)
+        if not path or path in self._files:
+            return
+        if path in _STD_STREAMS:
+            self._files[path] = _std_stream(path)
+        else:
+            self._files[path] = open(path, "wb", buffering=0)  # noqa: SIM115
 
     def write(self, stream: int, data: bytes) -> None:
-        path = self._plan.stdout if stream == 1 else self._plan.stderr
-        if path:
-            self._files[path].write(data)
+        path = self._path(stream)
+        if not path:
+            return
+        if path not in self._files:
+            self.open(stream)
+        f = self._files[path]
+        view = memoryview(data)
+        while view:  # an unbuffered write may be short
+            view = view[f.write(view) :]
+
+    def _path(self, stream: int) -> str:
+        return self._plan.stdout if stream == 1 else self._plan.stderr
 
     def finish(self) -> None:
-        """The output is complete: close the files and move them into place."""
-        for path in self.close():
-            os.replace(partial_path(path, self._job_id), _real(path))
+        """The output is complete: every file exists (empty if its stream was), is closed,
+        and is no longer marked. ``FileNotFoundError`` if a file was removed or replaced
+        while the job ran (what it wrote went to a file no longer at the path)."""
+        for stream in (1, 2):
+            self.open(stream)
+        moved = [
+            path for path, f in self._files.items()
+            if path not in _STD_STREAMS and path not in self._special and not _at(path, f)
+        ]  # fmt: skip
+        self.close()
+        self._unmark()
+        if moved:
+            raise FileNotFoundError(
+                errno.ENOENT, "the file was removed or replaced while the job ran", moved[0]
+            )
 
     def abort(self) -> None:
-        """The job never ran: close and remove the partial files."""
-        for path in self.close():
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(partial_path(path, self._job_id))
+        """The job never ran: close; no file was created; the marks go."""
+        self.close()
+        self._unmark()
 
-    def close(self) -> list[str]:
-        """Close (flush the std streams); returns the paths whose partial files were closed."""
+    def give_up(self) -> None:
+        """A file fault: close what can be closed; the files stay as far as they got, and the
+        marks go (nothing will complete them)."""
+        with contextlib.suppress(OSError):
+            self.close()
+        with contextlib.suppress(OSError):
+            self._unmark()
+
+    def _unmark(self) -> None:
+        marked, self._marked = self._marked, []
+        for path in marked:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(mark_path(path, self._job_id))
+
+    def close(self) -> None:
+        """Close the files (flush the std streams, which stay open); marks stay."""
         files, self._files = self._files, {}
-        closed = []
         errors: list[OSError] = []
         for path, f in files.items():
             try:
                 if path in _STD_STREAMS:
                     f.flush()
-                    continue
-                f.close()
-            except OSError as exc:  # a full disk shows up at the last flush
+                else:
+                    f.close()
+            except OSError as exc:  # a full disk may show up at the last flush
                 errors.append(exc)
-                continue
-            if path not in self._special:
-                closed.append(path)
         if errors:
             raise errors[0]
-        return closed
 
 
 def absolute_paths(template: JobTemplate, cwd: str) -> JobTemplate:

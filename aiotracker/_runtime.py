@@ -34,6 +34,7 @@ from ._submit import Submitter, launch_from
 from ._sync import Sync
 from ._tasks import Tasks, shielded
 from ._waiters import Wakeups
+from ._watch import OutputWatch
 
 log = logging.getLogger("aiotracker")
 
@@ -85,6 +86,7 @@ class Runtime:
         self.control = Controller(
             engine, self.cache, self.sync, self.submitter, self.launcher, self.publish
         )
+        self.watch = OutputWatch(engine, self.cache, self.copier, self.tasks)
         self.closed = False
         self._host_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

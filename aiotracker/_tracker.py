@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import uuid
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
@@ -40,6 +41,7 @@ from ._mapping import job_info_from_details, task_indexes, tracker_view
 from ._model import JobControlAction, JobInfo, JobState, JobTemplate
 from ._runtime import Runtime
 from ._template_label import decode_template_label
+from ._watch import OutputStream
 
 log = logging.getLogger("aiotracker")
 
@@ -272,7 +274,7 @@ class DockerTracker:
             details, engine_host=self._rt.info.host_name, now=now, cpu_ns=cpu_ns
         )
         job = self._cache.get(details.container_id)
-        return info if job is None else tracker_view(info, job.state, job.faults)
+        return info if job is None else tracker_view(info, job.state, job.faults, job.incomplete)
 
     async def job_template(self, job_id: str) -> JobTemplate:
         """The template the job was submitted with, read back from its label (host paths
@@ -283,6 +285,36 @@ class DockerTracker:
         if label is None:
             raise JobNotFoundError(f"job {job_id} has no job template label", job_id=job_id)
         return decode_template_label(label)
+
+    def stream_output(
+        self, job_id: str, *, stderr: bool = False, tail: int | None = None,
+        max_buffer: int = 1 << 20,
+    ) -> OutputStream:  # fmt: skip
+        """The job's stdout (or stderr) as it comes: an async iterator of byte chunks from the
+        job's start (or its last ``tail`` lines; ``tail=0``: only what comes next) until its
+        output ends, then it stops (at once for a finished job: its log).
+
+        Fed by the tracker's one copy of the job's stream (never an attach per reader); what
+        came before the reader joined is read back from the engine's log, seamlessly. Each
+        reader has a buffer of ``max_buffer`` bytes: a reader that falls further behind is cut
+        off with ``OutputOverrunError`` rather than slow the job, its file or other readers.
+        ``OutputStreamError`` if the output cannot be delivered whole (the stream ended early,
+        the log was rotated away, the tracker closed). Use ``async with`` (or ``aclose()``) to
+        leave early. Works for any job of the session, with or without output files.
+        """
+        if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
+            raise InvalidArgumentError(f"tail must be None or an int >= 0, got {tail!r}")
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            raise InvalidArgumentError(f"max_buffer must be an int >= 1, got {max_buffer!r}")
+
+        async def chunks() -> AsyncGenerator[bytes, None]:
+            self._check_open()
+            full_id = await self._sync.known(job_id)
+            async for chunk in self._rt.watch.chunks(full_id, 2 if stderr else 1, tail,
+                                                     max_buffer):  # fmt: skip
+                yield chunk
+
+        return OutputStream(chunks())
 
     async def job_control(self, job_id: str, action: JobControlAction | str) -> None:
         """Suspend (docker pause: every process), resume, hold, release or terminate a job.

@@ -253,6 +253,7 @@ class FakeEngine:
         if container.refusal is not None:  # no start, no die: the state stays created
             (status, message), container.refusal = container.refusal, None
             container.error, container.exit_code = message, 127
+            self._end_pipes(container)  # Docker's Reset closes the streams: attaches end
             raise EngineCallError(status, message)
         self._run(container)
 

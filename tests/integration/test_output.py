@@ -6,8 +6,9 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from aiotracker import DockerTracker, JobState, JobTemplate
+from aiotracker import DockerTracker, JobState, JobTemplate, OutputOverrunError
 from tests.integration._cli import MAIN_SOCKET
 from tests.integration.test_reliability import open_proxy
 
@@ -51,3 +52,79 @@ async def test_cut_output_stream_is_completed_from_the_log(
         info = await tracker.job_info(job_id)
     assert out.read_text() == "".join(f"line-{i}\n" for i in range(30))
     assert info.faults == ()
+
+
+LINES_3S = "i=0; while [ $i -lt 30 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done"
+EXPECTED_3S = "".join(f"line-{i}\n" for i in range(30)).encode()
+
+
+async def test_file_grows_at_its_path_while_the_job_runs(
+    tracker: DockerTracker, template: Make, tmp_path: Path
+) -> None:
+    """A line every 100 ms for 3 s: the file at output_path is seen at 10 sizes or more while
+    the job runs, and is complete when wait returns."""
+    out = tmp_path / "out"
+    job_id = await tracker.add_job(template("sh", "-c", LINES_3S, output_path=str(out)))
+    sizes: set[int] = set()
+    while await tracker.job_state(job_id) not in (JobState.DONE, JobState.FAILED):
+        if out.exists():
+            sizes.add(out.stat().st_size)
+        await asyncio.sleep(0.02)
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    assert out.read_bytes() == EXPECTED_3S
+    sizes.discard(len(EXPECTED_3S))
+    assert len(sizes) >= 10, f"seen at {len(sizes)} sizes before the end: {sorted(sizes)}"
+    print(f"\n[output] file seen at {len(sizes)} sizes while the job ran")
+
+
+async def test_two_readers_at_different_speeds(
+    tracker: DockerTracker, template: Make, tmp_path: Path
+) -> None:
+    """One reader keeps up; one reads a chunk every 0.5 s with a 16-byte buffer (the job writes
+    ~40 bytes in that time) and is cut off; a third joins mid-job and still gets every byte
+    once. One attach serves them all, and the file is complete."""
+    out = tmp_path / "out"
+    job_id = await tracker.add_job(template("sh", "-c", LINES_3S, output_path=str(out)))
+    assert await tracker.wait(job_id, JobState.RUNNING, timeout=30) is JobState.RUNNING
+
+    async def read_all(delay: float = 0.0, **kwargs: Any) -> bytes:
+        await asyncio.sleep(delay)
+        async with tracker.stream_output(job_id, **kwargs) as stream:
+            return b"".join([chunk async for chunk in stream])
+
+    async def read_slowly() -> bytes:
+        got = b""
+        async with tracker.stream_output(job_id, max_buffer=16) as stream:
+            async for chunk in stream:
+                got += chunk
+                await asyncio.sleep(0.5)
+        return got
+
+    fast, late, slow = await asyncio.gather(
+        read_all(), read_all(1.5), read_slowly(), return_exceptions=True
+    )
+    assert fast == EXPECTED_3S
+    assert late == EXPECTED_3S
+    assert isinstance(slow, OutputOverrunError), slow
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    assert out.read_bytes() == EXPECTED_3S
+    assert tracker.statistics().output_streams == 0
+
+
+async def test_stream_output_of_a_job_without_files_and_after_its_end(
+    tracker: DockerTracker, template: Make
+) -> None:
+    """A job with no output path is read through one shared relay while it runs; once it has
+    ended, from its log (stderr apart, tail as asked)."""
+    job_id = await tracker.add_job(template("sh", "-c", f"{LINES_3S}; echo oops >&2"))
+
+    async def read(**kwargs: Any) -> bytes:
+        async with tracker.stream_output(job_id, **kwargs) as stream:
+            return b"".join([chunk async for chunk in stream])
+
+    both = await asyncio.gather(read(), read())
+    assert list(both) == [EXPECTED_3S, EXPECTED_3S]
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    assert await read() == EXPECTED_3S
+    assert await read(stderr=True) == b"oops\n"
+    assert await read(tail=2) == b"line-28\nline-29\n"

@@ -24,6 +24,7 @@ from aiotracker import (
 )
 from aiotracker._labels import SESSION_LABEL
 from tests.conftest import TEST_IMAGE
+from tests.integration._cli import eventually
 
 Make = Callable[..., JobTemplate]
 
@@ -493,12 +494,15 @@ async def test_hold_unsupported_is_not_raised_for_queued(
     assert not issubclass(UnsupportedOperationError, InvalidStateError)
 
 
-async def test_output_never_half_written_and_recovered_on_reopen(
+async def test_output_interrupted_by_a_closed_tracker_is_rewritten_on_reopen(
     session_name: str, labels: dict[str, str], template: Make, tmp_path: Path
 ) -> None:
-    """A tracker closed mid-job leaves no half output file; the next completes it from the log."""
-    early, late = tmp_path / "early", tmp_path / "late"
+    """A tracker closed mid-job leaves its files as far as they got, marked incomplete; the
+    next tracker rewrites them from the log, and only them: a complete file is left alone."""
+    early, late, done = tmp_path / "early", tmp_path / "late", tmp_path / "done"
     async with DockerTracker(session_name, labels=labels) as first:
+        finished = await first.add_job(template("echo", "done", output_path=str(done)))
+        assert await first.wait(finished, timeout=30) is JobState.DONE
         ends_while_closed = await first.add_job(
             template("sh", "-c", "echo a; sleep 1; printf 'b\\0\\377'", output_path=str(early))
         )
@@ -507,17 +511,23 @@ async def test_output_never_half_written_and_recovered_on_reopen(
                 "sh", "-c", "echo c; sleep 4; echo d >&2", output_path=str(late), join_files=True
             )
         )
-        await asyncio.sleep(0.5)
-    assert not early.exists()
-    assert not late.exists()
-    assert list(tmp_path.glob("early.*.aiotracker-partial"))  # named after the job
+        await eventually(lambda: early.exists() and early.read_bytes() == b"a\n", "a at early")
+        await eventually(lambda: late.exists() and late.read_bytes() == b"c\n", "c at late")
+    assert early.read_bytes() == b"a\n"  # as far as it got
+    marks = {p.name for p in tmp_path.iterdir() if p.name.endswith(".aiotracker-incomplete")}
+    assert marks == {
+        f".early.{ends_while_closed[:12]}.aiotracker-incomplete",
+        f".late.{runs_past_reopen[:12]}.aiotracker-incomplete",
+    }
+    done.write_bytes(b"edited by the user\n")
     await asyncio.sleep(1.5)
     async with DockerTracker(session_name, labels=labels) as second:
         assert await second.wait(ends_while_closed, timeout=30) is JobState.DONE
         assert early.read_bytes() == b"a\nb\0\377"
         assert await second.wait(runs_past_reopen, timeout=30) is JobState.DONE
         assert late.read_bytes() == b"c\nd\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["early", "late"]
+    assert done.read_bytes() == b"edited by the user\n"  # complete: never rewritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done", "early", "late"]
 
 
 async def test_large_output_not_held_in_memory(

@@ -1,0 +1,111 @@
+"""A job's live output, handed from the tracker's one copy of its stream to live readers.
+
+The copier (or a relay, for a job whose output the tracker does not copy) publishes each
+frame once; every reader of that stream gets it in a buffer of its own. A buffer is bounded:
+a reader that falls more than its limit behind is cut off with ``OutputOverrunError`` (it
+knows how many bytes it had been given, and may start again with ``tail``), so that a slow
+reader never slows the copy, the file, the job or the other readers, and never holds more
+memory than its limit. No I/O here: the readers' history (what came before they joined) is
+the watcher's business.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+
+import anyio
+
+from ._exceptions import OutputOverrunError, TrackerError
+
+
+class Reader:
+    """One reader's view of one stream: the bytes published after it joined."""
+
+    def __init__(self, stream: int, offset: int, limit: int) -> None:
+        self.stream = stream
+        self.offset = offset  # bytes of the stream published before it joined
+        self.limit = limit
+        self.delivered = 0
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._wake = anyio.Event()
+        self._ended = False
+        self._error: TrackerError | None = None
+
+    def push(self, data: bytes) -> bool:
+        """Queue a frame; False if that puts the reader over its limit (it is cut off)."""
+        if self._size + len(data) > self.limit:
+            self._chunks.clear()
+            self._size = 0
+            self._error = OutputOverrunError(
+                f"the reader fell more than {self.limit} bytes behind the job's output "
+                f"and was cut off after {self.offset + self.delivered} bytes"
+            )
+            self._wake.set()
+            return False
+        self._chunks.append(data)
+        self._size += len(data)
+        self._wake.set()
+        return True
+
+    def end(self, error: TrackerError | None = None) -> None:
+        self._ended = True
+        if self._error is None:
+            self._error = error
+        self._wake.set()
+
+    async def next(self) -> bytes | None:
+        """The next chunk (queued chunks joined), or None at the end; raises if cut off."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                return None
+            await self._wake.wait()
+            self._wake = anyio.Event()
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        self.delivered += len(data)
+        return data
+
+
+class Fanout:
+    """The readers of one job's output, and how much of each stream has been published."""
+
+    def __init__(self, on_idle: Callable[[], None] | None = None) -> None:
+        self.counts = {1: 0, 2: 0}
+        self._readers: set[Reader] = set()
+        self._on_idle = on_idle  # called when the last reader leaves
+        self.ended = False
+
+    @property
+    def readers(self) -> int:
+        return len(self._readers)
+
+    def join(self, stream: int, limit: int) -> Reader:
+        reader = Reader(stream, self.counts[stream], limit)
+        if self.ended:
+            reader.end()
+        else:
+            self._readers.add(reader)
+        return reader
+
+    def leave(self, reader: Reader) -> None:
+        self._readers.discard(reader)
+        if not self._readers and self._on_idle is not None and not self.ended:
+            self._on_idle()
+
+    def publish(self, stream: int, data: bytes) -> None:
+        self.counts[stream] += len(data)
+        for reader in [r for r in self._readers if r.stream == stream]:
+            if not reader.push(data):
+                self._readers.discard(reader)
+
+    def end(self, error: TrackerError | None = None) -> None:
+        """The output is over (complete, or cut short with ``error``)."""
+        self.ended = True
+        readers, self._readers = self._readers, set()
+        for reader in readers:
+            reader.end(error)

@@ -1,0 +1,362 @@
+"""Output at its path as it comes, its completeness marks, and ``stream_output``, through the
+fake engine (each interleaving forced: frames written, streams cut, readers joining, at chosen
+moments). The real engine's side is in tests/integration/test_output.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from aiotracker import (
+    DockerTracker,
+    InvalidArgumentError,
+    JobNotFoundError,
+    JobState,
+    OutputOverrunError,
+    OutputStreamError,
+    TrackerError,
+)
+from aiotracker._engine.fake import FakeEngine
+from aiotracker._fanout import Fanout
+from aiotracker._output import MARK_SUFFIX
+from aiotracker._watch import OutputStream, last_lines
+from tests.unit.test_races import SESSION, hold_lease, job, until
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+async def tracker(engine: FakeEngine) -> AsyncIterator[DockerTracker]:
+    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as t:
+        await hold_lease(t)
+        yield t
+
+
+def marks(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(MARK_SUFFIX))
+
+
+async def running(tracker: DockerTracker, template_path: Path | None = None, **fields: Any) -> str:
+    if template_path is not None:
+        fields["output_path"] = str(template_path)
+    job_id = await tracker.add_job(job("sh", **fields))
+    assert await tracker.wait(job_id, JobState.RUNNING, timeout=2) is JobState.RUNNING
+    return job_id
+
+
+def content(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
+async def collect(stream: OutputStream) -> bytes:
+    async with stream:
+        return b"".join([chunk async for chunk in stream])
+
+
+# -- the file at its path --------------------------------------------------------------------
+
+
+async def test_file_grows_at_its_path_and_is_complete_at_the_end(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
+) -> None:
+    out = tmp_path / "job.out"
+    job_id = await running(tracker, out)
+    assert not out.exists()  # no byte yet: an older file at the path would still be there
+    assert marks(tmp_path) == [f".job.out.{job_id[:12]}{MARK_SUFFIX}"]  # marked from the start
+    sizes = []
+    for i in range(10):
+        engine.write_output(job_id, 1, f"line {i}\n".encode())
+        await until(lambda i=i: out.exists() and out.read_bytes().endswith(f"{i}\n".encode()))
+        sizes.append(out.stat().st_size)
+    assert len(set(sizes)) == 10  # seen growing, frame by frame
+    engine.exit(job_id)
+    assert await tracker.wait(job_id, timeout=2) is JobState.DONE
+    assert out.read_bytes() == b"".join(f"line {i}\n".encode() for i in range(10))
+    assert marks(tmp_path) == []
+
+
+async def test_job_without_output_gets_an_empty_file(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
+) -> None:
+    out = tmp_path / "empty.out"
+    out.write_bytes(b"an older run's output")
+    job_id = await running(tracker, out)
+    engine.exit(job_id)
+    assert await tracker.wait(job_id, timeout=2) is JobState.DONE
+    assert out.read_bytes() == b""
+
+
+async def test_job_that_never_starts_leaves_the_path_alone(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
+) -> None:
+    out = tmp_path / "kept.out"
+    out.write_bytes(b"an older run's output")
+    job_id = await tracker.add_job(job("sh", output_path=str(out), submit_as_hold=True))
+    engine.refuse_start(job_id)
+    with pytest.raises(TrackerError):  # the start's refusal
+        await tracker.job_control(job_id, "release")
+    assert await tracker.wait(job_id, timeout=2) is JobState.FAILED
+    assert "not started" in (await tracker.job_info(job_id)).annotation
+    assert out.read_bytes() == b"an older run's output"
+    assert marks(tmp_path) == []
+
+
+async def test_file_removed_while_the_job_runs_is_named_incomplete(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
+) -> None:
+    out = tmp_path / "gone.out"
+    job_id = await running(tracker, out)
+    engine.write_output(job_id, 1, b"before\n")
+    await until(out.exists)
+    out.unlink()
+    engine.write_output(job_id, 1, b"after\n")
+    engine.exit(job_id)
+    assert await tracker.wait(job_id, timeout=2) is JobState.DONE
+    info = await tracker.job_info(job_id)
+    assert info.incomplete_output == (str(out),)
+    assert "removed or replaced while the job ran" in info.annotation
+    assert info.to_dict()["incomplete_output"] == [str(out)]
+    assert marks(tmp_path) == []
+
+
+async def test_closed_tracker_leaves_the_mark_and_the_next_rewrites_the_file(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    out = tmp_path / "job.out"
+    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as first:
+        job_id = await running(first, out)
+        engine.write_output(job_id, 1, b"a\n")
+        await until(lambda: out.exists() and out.read_bytes() == b"a\n")
+    engine.write_output(job_id, 1, b"b\n")  # while no tracker copies
+    engine.exit(job_id)
+    assert out.read_bytes() == b"a\n"
+    assert marks(tmp_path) == [f".job.out.{job_id[:12]}{MARK_SUFFIX}"]  # incomplete
+    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as second:
+        assert await second.wait(job_id, timeout=2) is JobState.DONE
+        assert out.read_bytes() == b"a\nb\n"
+    assert marks(tmp_path) == []
+
+
+async def test_complete_file_is_never_rewritten_by_a_later_tracker(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    out = tmp_path / "job.out"
+    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as first:
+        job_id = await running(first, out)
+        engine.write_output(job_id, 1, b"a\n")
+        engine.exit(job_id)
+        assert await first.wait(job_id, timeout=2) is JobState.DONE
+    out.write_bytes(b"the user's own edit\n")
+    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as second:
+        assert await second.wait(job_id, timeout=2) is JobState.DONE
+        await anyio.sleep(0.05)
+    assert out.read_bytes() == b"the user's own edit\n"
+
+
+async def test_running_job_is_rewritten_whole_after_a_reopen(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    """Joined streams: the file is rewritten from the log's order (never a seam guessed)."""
+    out = tmp_path / "joined.out"
+    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as first:
+        job_id = await running(first, out, join_files=True)
+        engine.write_output(job_id, 1, b"o1\n")
+        await until(lambda: out.exists() and out.read_bytes() == b"o1\n")
+    engine.write_output(job_id, 2, b"e1\n")
+    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as second:
+        await until(lambda: out.read_bytes() == b"o1\ne1\n")
+        engine.write_output(job_id, 1, b"o2\n")
+        engine.exit(job_id)
+        assert await second.wait(job_id, timeout=2) is JobState.DONE
+    assert out.read_bytes() == b"o1\ne1\no2\n"
+    assert marks(tmp_path) == []
+
+
+# -- stream_output -----------------------------------------------------------------------------
+
+
+async def test_readers_at_different_speeds(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
+) -> None:
+    """A fast reader gets every byte; a reader that stops reading is cut off at its buffer's
+    limit; the file and the job never wait for it; one attach serves all."""
+    out = tmp_path / "out"
+    job_id = await running(tracker, out)
+    fast, slow = tracker.stream_output(job_id), tracker.stream_output(job_id, max_buffer=64)
+    got_fast: list[bytes] = []
+
+    async def read_fast() -> None:
+        got_fast.append(await collect(fast))
+
+    lines = [f"line {i:03d}\n".encode() for i in range(100)]
+    engine.write_output(job_id, 1, lines[0])
+    await until(out.exists)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_fast)
+        first = await slow.__anext__()  # the slow reader joins, then stops reading
+        assert len(engine.container(job_id).pipes) == 1
+        for line in lines[1:]:
+            engine.write_output(job_id, 1, line)
+            await anyio.lowlevel.checkpoint()
+        engine.exit(job_id)
+        assert await tracker.wait(job_id, timeout=2) is JobState.DONE
+    assert b"".join(got_fast) == b"".join(lines)
+    assert out.read_bytes() == b"".join(lines)
+    assert first == lines[0]
+    with pytest.raises(OutputOverrunError, match="more than 64 bytes behind"):
+        await collect(slow)
+
+
+async def test_late_reader_gets_everything_once_across_the_seam(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
+) -> None:
+    job_id = await running(tracker, tmp_path / "out")
+    engine.write_output(job_id, 1, b"a1\n")
+    engine.write_output(job_id, 2, b"err\n")
+    engine.write_output(job_id, 1, b"a2\n")
+    await until(lambda: content(tmp_path / "out") == b"a1\na2\n")
+    stream = tracker.stream_output(job_id)
+    async with anyio.create_task_group() as tg:
+        result: list[bytes] = []
+
+        async def read() -> None:
+            result.append(await collect(stream))
+
+        tg.start_soon(read)
+        await until(lambda: tracker._rt.copier.fanouts[job_id].readers == 1)
+        engine.write_output(job_id, 1, b"a3\n")
+        engine.exit(job_id)
+    assert result == [b"a1\na2\na3\n"]
+
+
+async def test_tail_gives_the_last_lines_then_what_comes(
+    engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
+) -> None:
+    job_id = await running(tracker, tmp_path / "out")
+    for i in range(5):
+        engine.write_output(job_id, 1, f"{i}\n".encode())
+    await until(lambda: content(tmp_path / "out").endswith(b"4\n"))
+    result: list[bytes] = []
+    async with anyio.create_task_group() as tg:
+
+        async def read() -> None:
+            result.append(await collect(tracker.stream_output(job_id, tail=2)))
+
+        tg.start_soon(read)
+        await until(lambda: tracker._rt.copier.fanouts[job_id].readers == 1)
+        engine.write_output(job_id, 1, b"5\n")
+        engine.exit(job_id)
+    assert result == [b"3\n4\n5\n"]
+
+
+async def test_job_without_files_shares_one_relay_among_its_readers(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    job_id = await running(tracker)
+    engine.write_output(job_id, 1, b"x\n")
+    engine.write_output(job_id, 2, b"oops\n")
+    results: dict[str, bytes] = {}
+    async with anyio.create_task_group() as tg:
+
+        async def read(name: str, stderr: bool) -> None:
+            results[name] = await collect(tracker.stream_output(job_id, stderr=stderr))
+
+        tg.start_soon(read, "out", False)
+        tg.start_soon(read, "err", True)
+        await until(lambda: tracker._rt.watch.relays == 1 and len(results) == 0)
+        await anyio.sleep(0.01)
+        assert len(engine.container(job_id).pipes) == 1  # one attach for both readers
+        engine.write_output(job_id, 1, b"y\n")
+        engine.exit(job_id)
+    assert results == {"out": b"x\ny\n", "err": b"oops\n"}
+    assert tracker._rt.watch.relays == 0
+
+
+async def test_relay_stops_when_its_last_reader_leaves(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    job_id = await running(tracker)
+    engine.write_output(job_id, 1, b"x\n")
+    async with tracker.stream_output(job_id) as stream:
+        assert await stream.__anext__() == b"x\n"
+        assert len(engine.container(job_id).pipes) == 1
+    await until(lambda: not engine.container(job_id).pipes and tracker._rt.watch.relays == 0)
+
+
+async def test_relay_cut_while_the_job_runs_is_an_error(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    job_id = await running(tracker)
+    engine.write_output(job_id, 1, b"x\n")
+    async with tracker.stream_output(job_id) as stream:
+        assert await stream.__anext__() == b"x\n"
+        engine.cut_attach(job_id)
+        with pytest.raises(OutputStreamError):
+            await stream.__anext__()
+
+
+async def test_finished_job_streams_its_log(engine: FakeEngine, tracker: DockerTracker) -> None:
+    job_id = await running(tracker)
+    engine.write_output(job_id, 1, b"1\n2\n")
+    engine.write_output(job_id, 2, b"e\n")
+    engine.exit(job_id)
+    assert await tracker.wait(job_id, timeout=2) is JobState.DONE
+    assert await collect(tracker.stream_output(job_id)) == b"1\n2\n"
+    assert await collect(tracker.stream_output(job_id, stderr=True)) == b"e\n"
+    assert await collect(tracker.stream_output(job_id, tail=1)) == b"2\n"
+    assert await collect(tracker.stream_output(job_id, tail=0)) == b""
+
+
+async def test_stream_output_refuses_bad_arguments(tracker: DockerTracker) -> None:
+    with pytest.raises(InvalidArgumentError):
+        tracker.stream_output("x", tail=-1)
+    with pytest.raises(InvalidArgumentError):
+        tracker.stream_output("x", max_buffer=0)
+    with pytest.raises(JobNotFoundError):
+        await collect(tracker.stream_output("no-such-job"))
+
+
+# -- pure parts --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "n", "want"),
+    [
+        (b"a\nb\nc\n", 2, b"b\nc\n"),
+        (b"a\nb\nc", 2, b"b\nc"),
+        (b"a\nb\nc\n", 5, b"a\nb\nc\n"),
+        (b"a\nb\nc\n", 0, b""),
+        (b"", 3, b""),
+        (b"\n\n", 1, b"\n"),
+    ],
+)
+def test_last_lines(data: bytes, n: int, want: bytes) -> None:
+    assert last_lines(data, n) == want
+
+
+async def test_fanout_counts_offsets_and_cuts_off_only_the_slow_reader() -> None:
+    idle: list[bool] = []
+    fanout = Fanout(on_idle=lambda: idle.append(True))
+    fanout.publish(1, b"abc")
+    fast, slow, err = fanout.join(1, 100), fanout.join(1, 4), fanout.join(2, 100)
+    assert (fast.offset, slow.offset, err.offset) == (3, 3, 0)
+    fanout.publish(1, b"de")
+    fanout.publish(1, b"fgh")  # the slow reader is over 4 bytes: cut off
+    fanout.publish(2, b"E")
+    assert await fast.next() == b"defgh"
+    with pytest.raises(OutputOverrunError, match="after 3 bytes"):
+        await slow.next()
+    fanout.end()
+    assert await fast.next() is None
+    assert await err.next() == b"E"
+    assert await err.next() is None
+    fanout.leave(fast)
+    assert idle == []  # ended: nothing to stop
