@@ -25,6 +25,7 @@ from ._checks import check_key, check_timeout, control_action, json_ids, utcnow
 from ._config import ArrayTask
 from ._engine.base import Engine
 from ._engine.docker import DockerEngine
+from ._engine.endpoint import UnsupportedEndpointError
 from ._errors import engine_errors
 from ._exceptions import (
     DrmCommunicationError,
@@ -73,8 +74,13 @@ class DockerTracker:
 
     Args:
         job_session: The session name; jobs carry it as the ``drmaa2_jobsession`` label.
-        docker_url: The engine (``unix:///...`` or ``tcp://host:port``); None: ``DOCKER_HOST``,
-            then the local socket. A malformed URL is ``InvalidArgumentError``.
+        docker_url: The engine (``unix:///...`` or ``tcp://host:port``); None: the client
+            configuration, in the docker CLI's order: ``DOCKER_HOST`` (TLS from
+            ``DOCKER_TLS_VERIFY`` / ``DOCKER_CERT_PATH``), ``DOCKER_CONTEXT``, the current
+            context of ``$DOCKER_CONFIG/config.json``, then the local socket
+            (``_engine/endpoint.py``). ``DOCKER_API_VERSION`` pins the API version. A malformed
+            URL or an unknown context is ``InvalidArgumentError``; ``ssh://`` is
+            ``UnsupportedOperationError``.
         connection_limit: Pool size for API calls. The event stream and the output streams of
             running jobs use a pool of their own.
         engine_timeout: Seconds an API call may take, a clean-up may take while closing, and
@@ -109,6 +115,8 @@ class DockerTracker:
                 engine = DockerEngine(
                     docker_url, connection_limit=connection_limit, timeout=engine_timeout
                 )
+            except UnsupportedEndpointError as exc:
+                raise UnsupportedOperationError(str(exc)) from exc
             except ValueError as exc:
                 raise InvalidArgumentError(str(exc)) from exc
         self.job_session = job_session

@@ -42,6 +42,8 @@ class EngineInfo:
     host_name: str
     system_time_ns: int
     api_version: str
+    product: str = "docker"  # "docker" or "podman": where their APIs differ, the boundary adapts
+    version: str = ""  # the engine's own version ("20.10.24", "4.3.1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -41,39 +40,16 @@ from .base import (
     EngineInfo,
     OutputReader,
 )
+from .endpoint import Endpoint, negotiate, resolve_endpoint
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, asyncio.IncompleteReadError)
 _FRAME = struct.Struct(">BxxxL")  # the engine's multiplexed stream header
 
 
 def resolve_url(docker_url: str | None) -> str:
-    """docker_url, else DOCKER_HOST, else the local socket (as the docker CLI does).
-
-    Raises ``ValueError`` for a URL that is not ``unix://<path>`` or ``tcp://<host>:<port>``
-    (``http://`` and ``https://`` are taken as aiodocker takes them).
-    """
-    url = docker_url or os.environ.get("DOCKER_HOST") or ""
-    if not url:
-        for path in ("/run/docker.sock", "/var/run/docker.sock"):
-            if os.path.exists(path):
-                return f"unix://{path}"
-        return "unix:///var/run/docker.sock"
-    if not isinstance(url, str):
-        raise ValueError(f"docker_url must be a string, got {url!r}")  # noqa: TRY004
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ValueError(f"docker_url {url!r} names no socket path")
-        return url
-    if parts.scheme in ("tcp", "http", "https"):
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError(f"docker_url {url!r} has an invalid port") from None
-        if not parts.hostname or (parts.scheme == "tcp" and port is None):
-            raise ValueError(f"docker_url {url!r} is not tcp://<host>:<port>")
-        return url
-    raise ValueError(f"docker_url {url!r} is not unix://<path> or tcp://<host>:<port>")
+    """The engine's address from ``docker_url`` or the client configuration (``endpoint``);
+    ``ValueError`` (an ``EndpointError``) if malformed."""
+    return resolve_endpoint(docker_url).url
 
 
 def _keepalive_socket(idle: float) -> Callable[[Any], socket.socket]:
@@ -91,6 +67,14 @@ def _keepalive_socket(idle: float) -> Callable[[Any], socket.socket]:
         return sock
 
     return make
+
+
+def _product(version: Mapping[str, Any]) -> str:
+    """"podman" if ``GET /version`` names a Podman component, else "docker"."""
+    for component in version.get("Components") or ():
+        if "podman" in str((component or {}).get("Name") or "").lower():
+            return "podman"
+    return "docker"
 
 
 def _details(raw: Mapping[str, Any]) -> ContainerDetails:
@@ -144,26 +128,31 @@ class DockerEngine:
     """The Engine API through aiodocker (see ``base.Engine`` for each call's contract)."""
 
     def __init__(
-        self, docker_url: str | None = None, *, connection_limit: int = 32, timeout: float = 30.0
-    ) -> None:
-        self.url = resolve_url(docker_url)
+        self, docker_url: str | None = None, *, connection_limit: int = 32, timeout: float = 30.0,
+        endpoint: Endpoint | None = None,
+    ) -> None:  # fmt: skip
+        self.endpoint = endpoint if endpoint is not None else resolve_endpoint(docker_url)
+        self.url = self.endpoint.url
+        self._ssl = self.endpoint.tls.context() if self.endpoint.tls is not None else None
+        self.product = "docker"
         self._limit = connection_limit
         self._timeout = timeout
         self._api: aiodocker.Docker | None = None
         self._streams: aiodocker.Docker | None = None
         self._sessions: list[aiohttp.ClientSession] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._version = ""
 
     def _client(self, limit: int, timeout: aiohttp.ClientTimeout) -> aiodocker.Docker:
         connector: aiohttp.BaseConnector
+        url = self.endpoint.http_url
         if self.url.startswith("unix://"):
-            url = "unix://localhost"
             connector = aiohttp.UnixConnector(urlsplit(self.url).path, limit=limit)
         else:
-            url = self.url.replace("tcp://", "http://", 1)
             connector = aiohttp.TCPConnector(
-                limit=limit, socket_factory=_keepalive_socket(self._timeout / 3)
-            )
+                limit=limit, socket_factory=_keepalive_socket(self._timeout / 3),
+                ssl=self._ssl if self._ssl is not None else True,
+            )  # fmt: skip
         # aiodocker leaves a session it was given open: close() closes it. Its requests take
         # aiodocker's timeout, not the session's.
         session = aiohttp.ClientSession(connector=connector, timeout=timeout)
@@ -188,9 +177,16 @@ class DockerEngine:
         try:
             self._api = self._client(self._limit, calls)
             self._streams = self._client(0, aiohttp.ClientTimeout(sock_connect=self._timeout))
-            info = await self.info()
-            self._streams.api_version = self._api.api_version
-            return info
+            version = await self._json("version", "version", versioned_api=False)
+            api = "v" + negotiate(
+                self.endpoint.api_version,
+                str(version.get("ApiVersion") or ""),
+                str(version.get("MinAPIVersion") or ""),
+            )
+            self._api.api_version = self._streams.api_version = api
+            self.product = _product(version)
+            self._version = str(version.get("Version") or "")
+            return await self.info()
         except BaseException:
             await self.aclose()
             raise
@@ -201,7 +197,10 @@ class DockerEngine:
         if now is None:
             raise EngineCallError(200, "the engine did not tell its time")
         ns = int(now.timestamp()) * 10**9 + now.microsecond * 1000
-        return EngineInfo(str(raw.get("Name") or ""), ns, self._api_client.api_version)
+        return EngineInfo(
+            str(raw.get("Name") or ""), ns, self._api_client.api_version, self.product,
+            self._version,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         self._api = self._streams = None
