@@ -70,7 +70,7 @@ def _keepalive_socket(idle: float) -> Callable[[Any], socket.socket]:
 
 
 def _product(version: Mapping[str, Any]) -> str:
-    """"podman" if ``GET /version`` names a Podman component, else "docker"."""
+    """ "podman" if ``GET /version`` names a Podman component, else "docker"."""
     for component in version.get("Components") or ():
         if "podman" in str((component or {}).get("Name") or "").lower():
             return "podman"
