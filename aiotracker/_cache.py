@@ -35,6 +35,7 @@ from ._waiters import Waiter, Wakeups, unreachable
 TERMINAL = frozenset({JobState.DONE, JobState.FAILED})
 _GONE_KEPT = 4096
 ACTIVE = frozenset({JobState.RUNNING, JobState.SUSPENDED})
+QUEUED_STATES = frozenset({JobState.QUEUED, JobState.QUEUED_HELD, JobState.UNDETERMINED})
 
 
 @dataclass(slots=True, eq=False)
@@ -248,6 +249,10 @@ class StateCache:
             return out, changes, False
         if event.action == "rename" and job.ever_started:
             return out, changes, False  # a rename of a started job says nothing of its state
+        if event.action == "create" and (job.ever_started or job.state not in QUEUED_STATES):
+            # Late (Podman delivers events up to ~0.4 s late; Docker can reorder, rarely):
+            # a job known to have started is never queued again by its create.
+            return out, changes, False
         state = state_from_event(event.action, event.attributes.get("name", ""))
         if state is not None and not (job.exited and state is JobState.RUNNING):
             self._set(job, state, out, changes)
@@ -277,6 +282,11 @@ class StateCache:
         if seq is not None and job.seq != seq:
             return None
         out, changes = Wakeups(), list[Change]()
+        if job.die_is_final and job.exited and job.die_exit_code is not None:
+            if state not in TERMINAL:
+                # Its die established the end (no restart policy): an inspect that reads it
+                # live (Podman's "stopped" moment, a stale answer) never moves it back.
+                return out, changes
         job.ever_started = job.ever_started or details.started_at is not None
         self._set(job, state, out, changes)
         return out, changes

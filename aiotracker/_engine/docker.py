@@ -77,6 +77,17 @@ def _product(version: Mapping[str, Any]) -> str:
     return "docker"
 
 
+def _podman_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Podman refuses the ``local`` log driver: its ``k8s-file`` keeps the size asked for
+    (binary-safe, and read back by ``/logs``; it has no rotation count)."""
+    host = dict(config.get("HostConfig") or {})
+    log_config = host.get("LogConfig") or {}
+    if log_config.get("Type") == "local":
+        size = (log_config.get("Config") or {}).get("max-size")
+        host["LogConfig"] = {"Type": "k8s-file", "Config": {"max-size": size} if size else {}}
+    return {**config, "HostConfig": host}
+
+
 def _details(raw: Mapping[str, Any]) -> ContainerDetails:
     state = raw.get("State") or {}
     config = raw.get("Config") or {}
@@ -85,7 +96,7 @@ def _details(raw: Mapping[str, Any]) -> ContainerDetails:
     return ContainerDetails(
         container_id=raw["Id"],
         name=str(raw.get("Name") or "").lstrip("/"),
-        status=str(state.get("Status") or ""),
+        status=_STATUS_ALIASES.get(str(state.get("Status") or ""), str(state.get("Status") or "")),
         running=bool(state.get("Running")),
         paused=bool(state.get("Paused")),
         restarting=bool(state.get("Restarting")),
@@ -107,13 +118,46 @@ def _details(raw: Mapping[str, Any]) -> ContainerDetails:
 
 
 def _event(raw: Mapping[str, Any]) -> ContainerEvent | None:
+    """A container event the tracker uses, from its API 1.41 to 1.52 fields (``Type``,
+    ``Action``, ``Actor``, ``timeNano``; never the legacy ``status``/``id``/``from``, which
+    API 1.52 drops). Podman's ``remove`` is Docker's ``destroy``; other actions (Podman's
+    ``init``/``cleanup``/``stop``, newer engines' ``exec_die``, ``health_status: ...``, which
+    an engine may send when it cannot filter them) are dropped here."""
     if raw.get("Type") != "container":
         return None
     actor = raw.get("Actor") or {}
     cid, action, time_ns = actor.get("ID"), raw.get("Action"), raw.get("timeNano")
     if not isinstance(cid, str) or not isinstance(action, str) or not isinstance(time_ns, int):
         return None
+    action = _ACTION_ALIASES.get(action, action)
+    if action not in EVENT_ACTIONS:
+        return None
     return ContainerEvent(cid, action, time_ns, dict(actor.get("Attributes") or {}))
+
+
+_ACTION_ALIASES = {"remove": "destroy"}  # Podman names a removal "remove"
+# Podman reports an exited container as "stopped" until its clean-up is done.
+_STATUS_ALIASES = {"stopped": "exited"}
+
+
+def _podman_failure(error: Exception, what: str) -> Exception:
+    """Podman's answers in Docker's terms: a container gone mid-call is its 404, a state that
+    forbids the action its 409, and a start refused for the job's own command its 400 (also
+    when the refusal comes at the attach, which Podman prepares the container for)."""
+    if not isinstance(error, EngineCallError):
+        return error
+    status, message = error.status, error.message
+    lowered = message.lower()
+    if lowered.endswith("no such container") or "does not exist in database" in lowered:
+        status = 404
+    elif "container state improper" in lowered:
+        status = 409
+    elif what in ("start", "attach") and any(w in lowered for w in _PODMAN_REFUSALS):
+        status = 400
+    return error if status == error.status else EngineCallError(status, message)
+
+
+_PODMAN_REFUSALS = ("runc create failed", "oci runtime", "oci permission denied")
 
 
 def _failure(exc: BaseException, what: str) -> Exception:
@@ -215,13 +259,17 @@ class DockerEngine:
             except Exception:  # closing must not fail
                 _close_abandoned(session)
 
+    def _failure(self, exc: BaseException, what: str) -> Exception:
+        error = _failure(exc, what)
+        return _podman_failure(error, what) if self.product == "podman" else error
+
     # -- calls -------------------------------------------------------------------------
 
     async def _json(self, what: str, path: str, **kw: Any) -> Any:
         try:
             return await self._api_client._query_json(path, **kw)
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
-            raise _failure(exc, what) from exc
+            raise self._failure(exc, what) from exc
 
     async def _call(
         self, what: str, path: str, method: str = "POST", *,
@@ -239,10 +287,12 @@ class DockerEngine:
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
             if isinstance(exc, DockerError) and exc.status == 304:
                 return  # already in the wanted state (start of a started container)
-            raise _failure(exc, what) from exc
+            raise self._failure(exc, what) from exc
 
     async def create(self, config: Mapping[str, Any], name: str | None) -> str:
         params = {"name": name} if name else None
+        if self.product == "podman":
+            config = _podman_config(config)
         raw = await self._json(
             "create", "containers/create", method="POST", data=dict(config), params=params
         )
@@ -288,7 +338,7 @@ class DockerEngine:
             ContainerSummary(
                 container_id=c["Id"],
                 name=str((c.get("Names") or [""])[0]).lstrip("/"),
-                state=str(c.get("State") or ""),
+                state=_STATUS_ALIASES.get(str(c.get("State") or ""), str(c.get("State") or "")),
                 status=str(c.get("Status") or ""),
                 labels=dict(c.get("Labels") or {}),
             )
@@ -298,6 +348,8 @@ class DockerEngine:
     async def image_tags(self) -> list[str]:
         raw = await self._json("images", "images/json")
         tags = {t for image in raw for t in (image.get("RepoTags") or []) if t != "<none>:<none>"}
+        if self.product == "podman":  # Podman lists local images as localhost/<name>
+            tags = {t.removeprefix("localhost/") for t in tags}
         return sorted(tags)
 
     # -- events ------------------------------------------------------------------------
@@ -310,6 +362,10 @@ class DockerEngine:
         on_event: Callable[[ContainerEvent], None],
     ) -> NoReturn:
         filters = {"type": ["container"], "label": list(labels), "event": list(EVENT_ACTIONS)}
+        if self.product == "podman":
+            # Podman 4.3 compares an event filter with its internal names ("died"): a "die"
+            # filter matches nothing. The actions are filtered here instead (``_event``).
+            del filters["event"]
         params: dict[str, str] = {"filters": json.dumps(filters)}
         if since_ns is not None:
             params["since"] = f"{since_ns // 10**9}.{since_ns % 10**9:09d}"
@@ -329,7 +385,7 @@ class DockerEngine:
                 finally:
                     resp.close()  # a stream cut short cannot go back to the pool
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
-            raise _failure(exc, "event stream") from exc
+            raise self._failure(exc, "event stream") from exc
         except ValueError as exc:  # a line that is not JSON: the stream is broken
             raise EngineConnectionError(f"event stream sent garbage: {exc}") from exc
         raise EngineConnectionError("the event stream ended")
@@ -346,18 +402,24 @@ class DockerEngine:
 
     @asynccontextmanager
     async def attach_output(self, cid: str, *, logs: bool = False) -> AsyncIterator[OutputReader]:
+        if logs and self.product == "podman":
+            # Podman 4.3's attach?logs=1 writes an unframed newline into the replay: the log,
+            # followed, is the same stream (replayed, then live, ending at the exit).
+            async with self.read_logs(cid, follow=True) as followed:
+                yield followed
+            return
         stream = self._hijack(cid, logs=int(logs), stdout=1, stderr=1, stdin=0)
         try:
             await stream._init()
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
             await stream.close()
-            raise _failure(exc, "attach") from exc
+            raise self._failure(exc, "attach") from exc
 
         async def read() -> tuple[int, bytes] | None:
             try:
                 message = await stream.read_out()
             except (DockerError, *_TRANSPORT_ERRORS) as exc:
-                raise _failure(exc, "attach") from exc
+                raise self._failure(exc, "attach") from exc
             return None if message is None else (message.stream, bytes(message.data))
 
         try:
@@ -366,8 +428,8 @@ class DockerEngine:
             await stream.close()
 
     @asynccontextmanager
-    async def read_logs(self, cid: str) -> AsyncIterator[OutputReader]:
-        params = {"stdout": "1", "stderr": "1", "follow": "0"}
+    async def read_logs(self, cid: str, *, follow: bool = False) -> AsyncIterator[OutputReader]:
+        params = {"stdout": "1", "stderr": "1", "follow": "1" if follow else "0"}
         try:
             async with self._stream_client._query(
                 f"containers/{quote(cid)}/logs", params=params, timeout=aiohttp.ClientTimeout()
@@ -387,7 +449,7 @@ class DockerEngine:
                 finally:
                     resp.close()
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
-            raise _failure(exc, "logs") from exc
+            raise self._failure(exc, "logs") from exc
 
     @asynccontextmanager
     async def hold_stdin(self, cid: str) -> AsyncIterator[None]:
@@ -396,7 +458,7 @@ class DockerEngine:
             await stream._init()
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
             await stream.close()
-            raise _failure(exc, "stdin") from exc
+            raise self._failure(exc, "stdin") from exc
         async with _held(stream):
             yield
 
@@ -407,7 +469,7 @@ class DockerEngine:
             while chunk := source.read(1 << 16):
                 await stream.write_in(chunk)
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
-            raise _failure(exc, "stdin") from exc
+            raise self._failure(exc, "stdin") from exc
         finally:
             await stream.close()
 

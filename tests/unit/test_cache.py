@@ -569,3 +569,31 @@ async def test_die_of_own_job_waits_for_its_output() -> None:
     wakeups, _ = cache.output_done(JOB)
     wakeups.resolve()
     assert w.future.result() is JobState.DONE
+
+
+def test_late_create_never_queues_a_started_job_again() -> None:
+    """Podman delivers events late: a create that lands after the start changes nothing."""
+    cache = StateCache()
+    cache.add(JOB, JobState.QUEUED, labels={MANAGED_LABEL: "1"})
+    cache.mark_started(JOB)[0].resolve()
+    assert state(cache) is JobState.RUNNING
+    apply(cache, event("create", 1))
+    assert state(cache) is JobState.RUNNING
+    apply(cache, event("start", 2), event("create", 3))
+    assert state(cache) is JobState.RUNNING
+
+
+async def test_inspect_never_moves_a_job_back_from_the_end_its_die_established() -> None:
+    """Podman's inspect may read an exited job as "stopped" (or a stale "running"): the die
+    of a job with no restart policy decided; the wait never hangs."""
+    cache = StateCache()
+    apply(cache, event("create", 1, **{MANAGED_LABEL: "1"}), event("start", 2))
+    w = waiter(cache, DONE_OR_FAILED)
+    apply(cache, event("die", 3, exitCode="0"))
+    seq = cache.seq(JOB)
+    assert cache.settle(running(), seq) is not None
+    assert state(cache) is JobState.DONE
+    assert w.future.result() is JobState.DONE
+    result = cache.settle(exited(0), seq)
+    assert result is not None
+    assert state(cache) is JobState.DONE
