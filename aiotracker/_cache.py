@@ -282,11 +282,13 @@ class StateCache:
         if seq is not None and job.seq != seq:
             return None
         out, changes = Wakeups(), list[Change]()
-        if job.die_is_final and job.exited and job.die_exit_code is not None:
-            if state not in TERMINAL:
-                # Its die established the end (no restart policy): an inspect that reads it
-                # live (Podman's "stopped" moment, a stale answer) never moves it back.
-                return out, changes
+        if (
+            job.die_is_final and job.exited and job.die_exit_code is not None
+            and state not in TERMINAL
+        ):  # fmt: skip
+            # Its die established the end (no restart policy): an inspect that reads it live
+            # (Podman's "stopped" moment, a stale answer) never moves it back.
+            return out, changes
         job.ever_started = job.ever_started or details.started_at is not None
         self._set(job, state, out, changes)
         return out, changes

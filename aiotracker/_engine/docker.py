@@ -201,7 +201,9 @@ class DockerEngine:
         # aiodocker's timeout, not the session's.
         session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         self._sessions.append(session)
-        return aiodocker.Docker(url=url, session=session, timeout=timeout)
+        # The connector too: without one, aiodocker makes a spare one of its own from
+        # DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, raising FileNotFoundError if cert.pem is absent.
+        return aiodocker.Docker(url=url, connector=connector, session=session, timeout=timeout)
 
     @property
     def _api_client(self) -> aiodocker.Docker:
@@ -221,7 +223,13 @@ class DockerEngine:
         try:
             self._api = self._client(self._limit, calls)
             self._streams = self._client(0, aiohttp.ClientTimeout(sock_connect=self._timeout))
-            version = await self._json("version", "version", versioned_api=False)
+            try:
+                version = await self._json("version", "version", versioned_api=False)
+            except EngineCallError as exc:  # not an engine we can speak to (HTTP to HTTPS)
+                raise EngineConnectionError(
+                    f"{self.endpoint.http_url} ({self.endpoint.origin}) answered GET /version "
+                    f"with {exc.status}: {exc.message}"
+                ) from exc
             api = "v" + negotiate(
                 self.endpoint.api_version,
                 str(version.get("ApiVersion") or ""),

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.conftest import TEST_IMAGE
@@ -41,9 +42,13 @@ async def ping(socket_path: str, timeout: float = 1.0) -> bool:
 
 
 class ExtraEngine:
-    """One dockerd of the tests' own, under a short directory in /tmp."""
+    """One dockerd of the tests' own, under a short directory in /tmp.
 
-    def __init__(self) -> None:
+    ``extra_args`` go to dockerd after the usual ones (say ``--tlsverify ...`` and a second
+    ``--host tcp://127.0.0.1:<port>``); the unix socket stays, and ``wait_ready`` pings it.
+    """
+
+    def __init__(self, extra_args: Sequence[str] = ()) -> None:
         # Unix socket paths are limited to 107 bytes: containerd's socket lives under exec root.
         self.root = Path(tempfile.mkdtemp(prefix="aitd.", dir="/tmp"))
         self.data_root = self.root / "d"
@@ -53,6 +58,7 @@ class ExtraEngine:
         self.log = self.root / "dockerd.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.extra_args = list(extra_args)
 
     @property
     def url(self) -> str:
@@ -68,7 +74,7 @@ class ExtraEngine:
             "--bridge=none", "--iptables=false", "--ip6tables=false",
             "--ip-forward=false", "--ip-masq=false",
             "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
-            "--pidfile", str(self.pidfile), "--host", self.url,
+            "--pidfile", str(self.pidfile), "--host", self.url, *self.extra_args,
         ]  # fmt: skip
 
     def spawn(self) -> None:
