@@ -1,4 +1,5 @@
-"""A real job end to end: submit, wait from events, read the output file, print JobInfo.
+"""A real job end to end: submit, wait from events, read the output file, print JobInfo;
+a job's output watched as it comes.
 
 Then an array of 6 tasks with at most 2 running at once.
 """
@@ -38,6 +39,22 @@ async def main() -> None:
             print(f"{output}:\n{f.read().decode()}", end="")
         print(await tracker.job_info(job_id))
         await tracker.delete_job(job_id)
+
+        # Output watched as it comes: the tracker's one copy of the stream feeds the reader.
+        ticker = await tracker.add_job(
+            JobTemplate(
+                job_category=IMAGE, remote_command="sh",
+                args=["-c", "for i in 1 2 3; do echo tick $i; sleep 0.3; done"],
+                output_path=os.path.join(out_dir, "ticks.out"),
+            )
+        )  # fmt: skip
+        started = time.perf_counter()
+        async with tracker.stream_output(ticker) as output_stream:
+            async for chunk in output_stream:
+                for line in chunk.decode().splitlines():
+                    print(f"  +{time.perf_counter() - started:.2f} s  {line}")
+        assert await tracker.wait(ticker, timeout=60) is JobState.DONE
+        await tracker.delete_job(ticker)
 
         array_id = await tracker.add_array_job(
             JobTemplate(job_category=IMAGE, remote_command="sh", args=["-c", "sleep 0.5"]),

@@ -15,6 +15,7 @@ sockets send keepalive probes so that a peer that silently vanished is noticed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import struct
@@ -330,7 +331,10 @@ class DockerEngine:
         await self._call("remove", f"containers/{quote(cid)}", "DELETE", params=params)
 
     async def inspect(self, cid: str) -> ContainerDetails:
-        return _details(await self._json("inspect", f"containers/{quote(cid)}/json"))
+        details = _details(await self._json("inspect", f"containers/{quote(cid)}/json"))
+        if self.product == "podman" and details.image.startswith("localhost/"):
+            details = dataclasses.replace(details, image=details.image.removeprefix("localhost/"))
+        return details
 
     async def cpu_usage_ns(self, cid: str) -> int | None:
         params = {"stream": "0", "one-shot": "1"}
