@@ -1,12 +1,14 @@
 """Benchmarks of aiotracker against the ways Docker jobs are tracked today (issue 6).
 
 Run them all, side by side, with ``python -m benchmarks --quick`` (under 3 minutes) or
-``python -m benchmarks --full``; ``benchmarks/RESULTS.md`` records a full run.
+``python -m benchmarks --full``; ``benchmarks/RESULTS.md`` records a full run. ``--engine podman``
+runs them against the Podman service (scripts/podman-engine.sh) instead of Docker; what cannot
+apply there is skipped with its reason.
 
 Modules:
 
-- ``common``: the run (token, labels, sizes), statistics, tables and goals, cleanup, and the
-  process probes (CPU seconds, connections to the engine's socket, memory).
+- ``common``: the run (token, labels, sizes, the engine), statistics, tables and goals,
+  cleanup, and the process probes (CPU seconds, connections to the engine's socket, memory).
 - ``observer``: a separate process that reads ``GET /events`` with a blocking socket and
   stamps each event on receipt: the engine's own delivery delay, and the ``die`` times every
   latency is measured from.

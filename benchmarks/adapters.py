@@ -36,9 +36,12 @@ import docker.types
 
 from aiotracker import DockerTracker, JobTemplate
 
-from .common import DOCKER_SOCKET, DOCKER_URL, IMAGE, Context, raw_config, raw_run
+from .common import IMAGE, Context, raw_config, raw_run
 
 POLL_PERIOD = 0.1  # drmaa2os pkg/helper WaitForState: time.NewTicker(100 ms)
+# A container that is not running any more: Podman says "stopped" between the exit and its
+# clean-up (Docker never does), so a poller sees the end there.
+ENDED = ("exited", "dead", "stopped")
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,9 @@ class AiotrackerMethod:
         return self._tracker
 
     async def open(self) -> None:
-        self._tracker = DockerTracker(self.session, labels=self.ctx.labels(self.part))
+        self._tracker = DockerTracker(
+            self.session, docker_url=self.ctx.engine.url, labels=self.ctx.labels(self.part)
+        )
         await self._tracker.open()
 
     async def close(self) -> None:
@@ -126,9 +131,10 @@ class RawMethod:
 
     async def open(self) -> None:
         if self.limit is None:
-            self._docker = aiodocker.Docker(url=DOCKER_URL)  # its own UnixConnector: limit 100
+            # its own UnixConnector: limit 100
+            self._docker = aiodocker.Docker(url=self.ctx.engine.url)
         else:
-            self._connector = aiohttp.UnixConnector(DOCKER_SOCKET, limit=self.limit)
+            self._connector = aiohttp.UnixConnector(self.ctx.engine.socket, limit=self.limit)
             self._docker = aiodocker.Docker(url="unix://localhost", connector=self._connector)
 
     async def close(self) -> None:
@@ -161,7 +167,7 @@ class PollingMethod(RawMethod):
         while True:
             state = (await container.show())["State"]
             self.inspects += 1
-            if state["Status"] in ("exited", "dead") and not state.get("Restarting"):
+            if state["Status"] in ENDED and not state.get("Restarting"):
                 return time.time_ns()
             now = loop.time()
             tick += POLL_PERIOD
@@ -195,6 +201,10 @@ class EventsOnlyMethod(RawMethod):
         await super().open()
         labels = [f"{k}={v}" for k, v in self.ctx.labels(self.part).items()]
         filters = {"type": ["container"], "event": ["die"], "label": labels}
+        if self.ctx.engine.podman:
+            # Podman 4.3 compares the event filter with its internal name ("died"): a "die"
+            # filter matches nothing. The die events are picked out in _read instead.
+            del filters["event"]
         subscriber = self.docker.events.subscribe(filters=json.dumps(filters))
         self._reader = asyncio.create_task(self._read(subscriber))
         await asyncio.sleep(0.2)  # aiodocker gives no "connected" signal
@@ -202,6 +212,8 @@ class EventsOnlyMethod(RawMethod):
     async def _read(self, subscriber: Any) -> None:
         while (event := await subscriber.get()) is not None:
             now = time.time_ns()
+            if event.get("Action") != "die":
+                continue
             cid = event["Actor"]["ID"]
             self._dead[cid] = now
             future = self._waiting.pop(cid, None)
@@ -252,7 +264,7 @@ class DockerPyMethod:
     async def open(self) -> None:
         # Past its pool of 10, urllib3 warns once per connection it drops: not 200 times here.
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
-        self._client = await asyncio.to_thread(docker.DockerClient, base_url=DOCKER_URL)
+        self._client = await asyncio.to_thread(docker.DockerClient, base_url=self.ctx.engine.url)
 
     async def close(self) -> None:
         for thread in self.threads:
@@ -289,7 +301,7 @@ class DockerPyMethod:
             detach=True,
             labels=self.ctx.labels(self.part),
             network_mode="none",
-            log_config=docker.types.LogConfig(type="local"),
+            log_config=docker.types.LogConfig(type=self.ctx.engine.log_driver("local")),
             volumes={src: {"bind": dst, "mode": "rw"} for src, dst in spec.binds.items()},
         )
         return str(container.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import math
 import os
@@ -25,11 +26,89 @@ from aiotracker._labels import LEASE_LABEL
 IMAGE = os.environ.get("AIOTRACKER_BENCH_IMAGE", "aiotracker/busybox:latest")
 DOCKER_SOCKET = "/var/run/docker.sock"
 DOCKER_URL = f"unix://{DOCKER_SOCKET}"
+# scripts/podman-engine.sh's socket (the same variable moves it).
+PODMAN_SOCKET = os.environ.get("AIOTRACKER_PODMAN_SOCKET", "/run/podman-test/podman.sock")
 RUN_LABEL = "aiotracker.bench-run"  # every container of a run carries it: cleanup by label
 PART_LABEL = "aiotracker.bench-part"  # which measurement made it
 # drmaa2os's session label, which aiotracker shares: containers made raw with it are jobs of
 # that session for a tracker opened on it.
 SESSION_LABEL = "drmaa2_jobsession"
+
+
+# -- the engine ----------------------------------------------------------------------------
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """The engine a run talks to (``--engine``): every client of the run uses its socket."""
+
+    name: str  # "docker" or "podman"
+    socket: str
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def podman(self) -> bool:
+        return self.name == "podman"
+
+    def log_driver(self, driver: str | None) -> str | None:
+        """The log driver a create body asks for: Podman refuses ``local`` (a 500 "invalid
+        log driver"); aiotracker asks it for ``k8s-file`` instead, and so do the raw bodies."""
+        return "k8s-file" if self.podman and driver == "local" else driver
+
+    def cli(self, *args: str) -> list[str]:
+        """A docker CLI command line aimed at this engine (``-H``: no context, no DOCKER_HOST)."""
+        return ["docker", "-H", self.url, *args]
+
+    def get(self, path: str, timeout: float = 10.0) -> Any:
+        """``GET path`` on the engine's socket, the JSON answer; None if it does not answer."""
+        conn = _UnixHTTPConnection(self.socket, timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            return json.loads(body) if response.status == 200 else None
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+        finally:
+            conn.close()
+
+    def describe(self) -> str:
+        """``Docker Engine 20.10.24 (API 1.41), cgroup v1, default log driver json-file``."""
+        version = self.get("/version") or {}
+        info = self.get("/info") or {}
+        names = [str((c or {}).get("Name") or "") for c in version.get("Components") or ()]
+        product = next((n for n in names if "podman" in n.lower()), "Docker Engine")
+        driver = info.get("LoggingDriver") or ""
+        if not driver and self.podman:  # the compat /info leaves it empty; libpod's says it
+            driver = ((self.get("/v4.0.0/libpod/info") or {}).get("host") or {}).get(
+                "logDriver", ""
+            )
+        if not version:
+            return f"{self.name} at {self.socket}: NOT ANSWERING"
+        return (
+            f"{product} {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}), "
+            f"cgroup v{info.get('CgroupVersion', '?')}, default log driver {driver or '?'}"
+        )
+
+
+DOCKER = Engine("docker", DOCKER_SOCKET)
+PODMAN = Engine("podman", PODMAN_SOCKET)
+ENGINES = {e.name: e for e in (DOCKER, PODMAN)}
 
 
 # -- sizes ---------------------------------------------------------------------------------
@@ -78,6 +157,7 @@ class Context:
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     workdir: Path = Path()
     observer: Any = None  # observer.Observer, set by the runner
+    engine: Engine = DOCKER
 
     def __post_init__(self) -> None:
         if self.workdir == Path():
@@ -108,11 +188,15 @@ def raw_config(
     session: str | None = None,
     log_driver: str | None = "local",
 ) -> dict[str, Any]:
-    """A create body like aiotracker's (log driver ``local``, no network), minus its labels."""
+    """A create body like aiotracker's (log driver ``local``, no network), minus its labels.
+
+    On Podman, ``local`` becomes ``k8s-file``, as aiotracker's own bodies do there.
+    """
     labels = ctx.labels(part)
     if session is not None:
         labels[SESSION_LABEL] = session
     host: dict[str, Any] = {"NetworkMode": "none"}
+    log_driver = ctx.engine.log_driver(log_driver)
     if log_driver is not None:
         host["LogConfig"] = {"Type": log_driver, "Config": {}}
     if binds:
@@ -160,7 +244,7 @@ async def remove_containers(ctx: Context, part: str | None = None) -> int:
     filters: dict[str, list[str]] = {"label": [label]}
     if part is not None:
         filters["label"].append(f"{PART_LABEL}={part}")
-    async with aiodocker.Docker(url=DOCKER_URL) as docker:
+    async with aiodocker.Docker(url=ctx.engine.url) as docker:
         found = await docker.containers.list(all=True, filters=json.dumps(filters))
         if part is not None:
             found = [c for c in found if LEASE_LABEL not in (c["Labels"] or {})]
@@ -173,11 +257,11 @@ async def remove_containers(ctx: Context, part: str | None = None) -> int:
     return len(found)
 
 
-def remove_containers_sync(token: str) -> int:
+def remove_containers_sync(token: str, engine: Engine) -> int:
     """Last-resort cleanup with docker-py (no event loop needed): on error and Ctrl-C."""
     import docker  # the benchmark's own dependency (pyproject: bench extra)
 
-    client = docker.DockerClient(base_url=DOCKER_URL)
+    client = docker.DockerClient(base_url=engine.url)
     try:
         found = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={token}"})
         for container in found:
@@ -312,18 +396,19 @@ def goal(text: str, met: bool | None, value: str) -> Goal:
 # -- process probes ------------------------------------------------------------------------
 
 
-def _peer_paths() -> set[str]:
-    return {DOCKER_SOCKET, os.path.realpath(DOCKER_SOCKET)}
+def _peer_paths(engine: Engine) -> set[str]:
+    return {engine.socket, os.path.realpath(engine.socket)}
 
 
-def engine_connections() -> int:
+def engine_connections(engine: Engine) -> int:
     """Unix sockets of this process connected to the engine's socket.
 
     Each fd of /proc/self/fd that is a socket is dup'ed and asked for its peer: a client
-    socket connected to dockerd reports the path dockerd bound (its /proc/net/unix entry has
-    no path, only the server's end has). Counts docker-py's sockets in threads too.
+    socket connected to dockerd (or Podman's service) reports the path the engine bound (its
+    /proc/net/unix entry has no path, only the server's end has). Counts docker-py's sockets
+    in threads too.
     """
-    peers = _peer_paths()
+    peers = _peer_paths(engine)
     count = 0
     for name in os.listdir("/proc/self/fd"):
         try:
@@ -376,8 +461,9 @@ class RssSampler:
         self.peak = max(self.peak, rss_bytes())
 
 
-def _engine_pid() -> int | None:
-    """dockerd serving DOCKER_SOCKET (other engines may run on this host)."""
+def _engine_pid(engine: Engine) -> int | None:
+    """dockerd (or ``podman system service``) serving the engine's socket (other engines may
+    run on this host)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -386,18 +472,30 @@ def _engine_pid() -> int | None:
                 argv = f.read().decode(errors="replace").split("\x00")
         except OSError:
             continue
+        if engine.podman:
+            # podman [options] system service [--time=0] unix:///path: the URL is the last word
+            if (
+                argv
+                and os.path.basename(argv[0]) == "podman"
+                and "service" in argv
+                and any(a.endswith(engine.socket) for a in argv)
+            ):
+                return int(entry)
+            continue
         if not argv or os.path.basename(argv[0]) != "dockerd":
             continue
         hosts = [a.split("=", 1)[1] for a in argv if a.startswith(("--host=", "-H="))]
         hosts += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--host", "-H")]
-        if not hosts or any(h.endswith(DOCKER_SOCKET) for h in hosts):
+        if not hosts or any(h.endswith(engine.socket) for h in hosts):
             return int(entry)
     return None
 
 
-def engine_cpu_seconds() -> float | None:
-    """CPU seconds dockerd has used (user + system); None if it cannot be found."""
-    pid = _engine_pid()
+def engine_cpu_seconds(engine: Engine) -> float | None:
+    """CPU seconds the engine's server process has used (user + system); None if it cannot be
+    found. On Podman that is the API service only: each container's conmon and its
+    ``podman container cleanup`` are processes of their own, not counted."""
+    pid = _engine_pid(engine)
     if pid is None:
         return None
     try:

@@ -20,7 +20,6 @@ import aiodocker
 from . import queries
 from .adapters import AiotrackerMethod, DockerPyMethod, PerJobWaitMethod, PollingMethod
 from .common import (
-    DOCKER_URL,
     Context,
     Section,
     Table,
@@ -62,15 +61,16 @@ def _pool(connector: Any) -> tuple[int, int] | None:
         return None
 
 
-async def _window(row: Row, seconds: float) -> None:
-    row.connections = (engine_connections(), 0)
-    cpu, engine, start = time.process_time(), engine_cpu_seconds(), time.perf_counter()
-    await asyncio.sleep(seconds)
+async def _window(ctx: Context, row: Row) -> None:
+    row.connections = (engine_connections(ctx.engine), 0)
+    cpu, engine = time.process_time(), engine_cpu_seconds(ctx.engine)
+    start = time.perf_counter()
+    await asyncio.sleep(ctx.sizes.idle_seconds)
     row.window = time.perf_counter() - start
     row.cpu = time.process_time() - cpu
-    after = engine_cpu_seconds()
+    after = engine_cpu_seconds(ctx.engine)
     row.engine_cpu = None if engine is None or after is None else after - engine
-    row.connections = (row.connections[0], engine_connections())
+    row.connections = (row.connections[0], engine_connections(ctx.engine))
 
 
 async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
@@ -95,7 +95,7 @@ async def _aiotracker(ctx: Context, ids: list[str], session: str, do_queries: bo
         await asyncio.sleep(SETTLE)
         row.waits = method.tracker.statistics().waiters
         row.rss = rss_bytes() - rss
-        await _window(row, ctx.sizes.idle_seconds)
+        await _window(ctx, row)
         engine: Any = method.tracker._rt.engine  # diagnostics only: which sockets are in use
         api = _pool(engine._api.session.connector)
         streams = _pool(engine._streams.session.connector)
@@ -119,7 +119,7 @@ async def _polling(ctx: Context, ids: list[str]) -> Row:
         row.waits = len(ids)
         row.rss = rss_bytes() - rss
         before = method.inspects
-        await _window(row, ctx.sizes.idle_seconds)
+        await _window(ctx, row)
         done = (method.inspects - before) / row.window
         row.note = f"{done:,.0f} inspects/s (nominal {10 * len(ids):,}/s)"
     finally:
@@ -139,7 +139,7 @@ async def _per_job_wait(ctx: Context, ids: list[str], limit: int | None) -> Row:
         await asyncio.sleep(SETTLE)
         row.waits = len(ids)
         row.rss = rss_bytes() - rss
-        await _window(row, ctx.sizes.idle_seconds)
+        await _window(ctx, row)
         pool_stats = _pool(method.docker.session.connector)
         queued = ""
         if pool_stats is not None and pool_stats[0] < len(ids):
@@ -168,7 +168,7 @@ async def _docker_py(ctx: Context, ids: list[str]) -> tuple[Row, DockerPyMethod]
     await asyncio.sleep(SETTLE)
     row.waits = len(ids)
     row.rss = rss_bytes() - rss
-    await _window(row, ctx.sizes.idle_seconds)
+    await _window(ctx, row)
     row.note = f"{sum(t.is_alive() for t in method.threads)} threads"
     return row, method
 
@@ -181,7 +181,7 @@ async def run_with_queries(ctx: Context, do_idle: bool, do_queries: bool) -> lis
     sections: list[Section] = []
     docker_py: DockerPyMethod | None = None
     try:
-        async with aiodocker.Docker(url=DOCKER_URL) as client:
+        async with aiodocker.Docker(url=ctx.engine.url) as client:
             config = raw_config(ctx, PART, ["sleep", "3600"], session=session)
             ids = await bounded(8, (raw_run(client, config) for _ in range(n)))
         await ctx.observer.wait_all(ids, "start")
@@ -229,6 +229,10 @@ def _section(ctx: Context, rows: list[Row]) -> Section:
         "connections = sockets of this process connected to docker.sock at the window's start "
         "(-> at its end); engine CPU = dockerd's CPU seconds in the window (the engine is "
         "shared: noisy)"
+        if not ctx.engine.podman
+        else "connections = sockets of this process connected to Podman's socket at the "
+        "window's start (-> at its end); engine CPU = the `podman system service` process's "
+        "CPU seconds in the window (conmon and clean-up processes not counted; shared: noisy)"
     )
     pct = 100 * ours.cpu / ours.window
     section = Section(2, "Idle cost of many waits", [table])

@@ -16,7 +16,7 @@ import docker
 
 from aiotracker import DockerTracker
 
-from .common import DOCKER_URL, Context, Section, Table, fmt, fmt_ratio, goal, ratio
+from .common import Context, Section, Table, fmt, fmt_ratio, goal, ratio
 
 
 async def _loop(seconds: float, ids: list[str], call) -> int:
@@ -30,8 +30,8 @@ async def _loop(seconds: float, ids: list[str], call) -> int:
     return calls
 
 
-def _docker_py_loop(seconds: float, ids: list[str]) -> int:
-    client = docker.DockerClient(base_url=DOCKER_URL)
+def _docker_py_loop(url: str, seconds: float, ids: list[str]) -> int:
+    client = docker.DockerClient(base_url=url)
     try:
         calls = 0
         end = time.perf_counter() + seconds
@@ -56,7 +56,7 @@ async def run(ctx: Context, tracker: DockerTracker, ids: list[str]) -> Section:
     calls = await _loop(seconds, ids, job_state)
     rates["aiotracker job_state"] = calls / (time.perf_counter() - start)
 
-    async with aiodocker.Docker(url=DOCKER_URL) as client:
+    async with aiodocker.Docker(url=ctx.engine.url) as client:
 
         async def inspect(cid: str) -> None:
             await client.containers.container(cid).show()
@@ -73,7 +73,7 @@ async def run(ctx: Context, tracker: DockerTracker, ids: list[str]) -> Section:
         rates["aiodocker inspect, 16 at a time"] = sum(counts) / (time.perf_counter() - start)
 
     start = time.perf_counter()
-    calls = await asyncio.to_thread(_docker_py_loop, seconds, ids)
+    calls = await asyncio.to_thread(_docker_py_loop, ctx.engine.url, seconds, ids)
     rates["docker-py inspect, 1 thread"] = calls / (time.perf_counter() - start)
 
     ours = rates["aiotracker job_state"]

@@ -1,4 +1,10 @@
-"""``python -m benchmarks [--quick | --full]``: run the measurements, print tables, clean up.
+"""``python -m benchmarks [--quick | --full] [--engine docker|podman]``: run the measurements,
+print tables, clean up.
+
+``--engine`` picks the engine every client of the run talks to (the trackers, the raw aiodocker
+and docker-py clients, the observer process, the docker CLI, the socket probes): Docker on
+/var/run/docker.sock (the default) or the Podman service on $AIOTRACKER_PODMAN_SOCKET
+(/run/podman-test/podman.sock, scripts/podman-engine.sh).
 
 Every container carries ``aiotracker.bench-run=<token>`` and runs with no network; the
 containers of a measurement are removed when it ends, and all of the run's containers once
@@ -22,12 +28,13 @@ import aiotracker
 
 from . import arrays, idle, output, scale, submission, wait_latency
 from .common import (
-    DOCKER_SOCKET,
+    ENGINES,
     FULL,
     IMAGE,
     QUICK,
     RUN_LABEL,
     Context,
+    Engine,
     Section,
     remove_containers,
     remove_containers_sync,
@@ -46,6 +53,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--only", default="", help="comma-separated measurement numbers, e.g. 1,4 (default: all)"
     )
     parser.add_argument("--markdown", default="", help="also write the tables to this file")
+    parser.add_argument(
+        "--engine", choices=sorted(ENGINES), default="docker",
+        help="the engine to measure: docker (/var/run/docker.sock, default) or podman "
+        "($AIOTRACKER_PODMAN_SOCKET, default /run/podman-test/podman.sock)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -57,15 +69,11 @@ def _run(*cmd: str) -> str:
     return done.stdout.strip()
 
 
-def _machine() -> str:
-    engine = _run(
-        "docker", "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})"
-    )
-    cgroup = _run("docker", "info", "--format", "{{.CgroupVersion}}")
-    driver = _run("docker", "info", "--format", "{{.LoggingDriver}}")
+def _machine(engine: Engine) -> str:
+    """vCPUs, the engine (GET /version and /info on its socket), Python, load."""
     return (
-        f"{os.cpu_count()} vCPU, Docker Engine {engine}, cgroup v{cgroup}, default log driver "
-        f"{driver}, Python {sys.version.split()[0]}; load: {_run('uptime').split('load')[-1]}"
+        f"{os.cpu_count()} vCPU, {engine.describe()}, Python {sys.version.split()[0]}; "
+        f"load: {_run('uptime').split('load')[-1]}"
     )
 
 
@@ -88,8 +96,9 @@ async def _main(args: argparse.Namespace, ctx: Context, machine: str) -> tuple[l
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     print(f"aiotracker benchmarks, {ctx.sizes.mode} mode, run {RUN_LABEL}={ctx.token}")
+    print(f"engine: {ctx.engine.name} at {ctx.engine.url}", flush=True)
     print(f"machine: {machine}\nimage: {IMAGE}\n", flush=True)
-    ctx.observer = Observer(DOCKER_SOCKET, f"{RUN_LABEL}={ctx.token}")
+    ctx.observer = Observer(ctx.engine.socket, f"{RUN_LABEL}={ctx.token}")
     await ctx.observer.start()
     sections: list[Section] = []
     failed: list[int] = []
@@ -148,27 +157,34 @@ def _summary(sections: list[Section]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    ctx = Context(FULL if args.full else QUICK)
+    ctx = Context(FULL if args.full else QUICK, engine=ENGINES[args.engine])
+    if ctx.engine.get("/version") is None:
+        print(
+            f"the {ctx.engine.name} engine does not answer on {ctx.engine.socket}", file=sys.stderr
+        )
+        return 2
 
     start = time.perf_counter()
-    machine = f"{_machine()}; {_version()}"
+    machine = f"{_machine(ctx.engine)}; {_version()}"
     try:
         sections, failed = asyncio.run(_main(args, ctx, machine))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
-        left = remove_containers_sync(ctx.token)
+        left = remove_containers_sync(ctx.token, ctx.engine)
         if left:
             print(f"removed {left} leftover containers of run {ctx.token}", file=sys.stderr)
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     total = time.perf_counter() - start
-    at_end = _machine()
+    at_end = _machine(ctx.engine)
     print(_summary(sections))
     print(f"\ntotal {total:.0f} s ({ctx.sizes.mode} mode); at the end: {at_end}")
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(f"<!-- {ctx.sizes.mode} run {ctx.token}, {total:.0f} s -->\n")
+            f.write(
+                f"<!-- {ctx.sizes.mode} run {ctx.token} on {ctx.engine.name}, {total:.0f} s -->\n"
+            )
             f.write(f"<!-- at the start: {machine} -->\n<!-- at the end: {at_end} -->\n\n")
             f.write("\n".join(s.markdown() for s in sections))
             f.write(f"\n**Summary**\n\n```\n{_summary(sections)}\n```\n")

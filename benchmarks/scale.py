@@ -29,7 +29,6 @@ from aiotracker import DockerTracker
 
 from .adapters import AiotrackerMethod, JobSpec
 from .common import (
-    DOCKER_URL,
     SESSION_LABEL,
     Context,
     Section,
@@ -66,15 +65,15 @@ class OpenResult:
 OPEN_RUNS = 3  # open() is timed in this many fresh processes; the median is reported
 
 
-async def _time_open(session: str) -> dict[str, float]:
+async def _time_open(session: str, url: str) -> dict[str, float]:
     """In a fresh process, untraced: the engine's list of the session, then open()."""
-    async with aiodocker.Docker(url=DOCKER_URL) as client:
+    async with aiodocker.Docker(url=url) as client:
         filters = json.dumps({"label": [f"{SESSION_LABEL}={session}"]})
         await client.containers.list(all=True, filters=filters)  # warm: version, connection
         start = time.perf_counter()
         await client.containers.list(all=True, filters=filters)
         list_seconds = time.perf_counter() - start
-    tracker = DockerTracker(session)
+    tracker = DockerTracker(session, docker_url=url)
     start = time.perf_counter()
     await tracker.open()
     seconds = time.perf_counter() - start
@@ -90,8 +89,9 @@ async def _open_on(ctx: Context, session: str, jobs: int) -> OpenResult:
     runs = []
     for _ in range(OPEN_RUNS):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "benchmarks.scale", session, stdout=asyncio.subprocess.PIPE
-        )
+            sys.executable, "-m", "benchmarks.scale", session, ctx.engine.url,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
         out, _ = await proc.communicate()
         runs.append(json.loads(out.decode().strip().splitlines()[-1]))
     result.seconds = median([r["open"] for r in runs])
@@ -101,7 +101,7 @@ async def _open_on(ctx: Context, session: str, jobs: int) -> OpenResult:
         print(f"  (a tracker opened on the session saw {runs[0]['jobs']} jobs, not {jobs})")
     # The memory of a seeded cache, here, traced: the open's time above is untraced.
     before = _traced()
-    tracker = DockerTracker(session, labels=ctx.labels(PART))
+    tracker = DockerTracker(session, docker_url=ctx.engine.url, labels=ctx.labels(PART))
     await tracker.open()
     try:
         result.bytes = _traced() - before
@@ -196,4 +196,4 @@ async def run(ctx: Context) -> Section:
 
 
 if __name__ == "__main__":  # the fresh process of _open_on
-    print(json.dumps(asyncio.run(_time_open(sys.argv[1]))))
+    print(json.dumps(asyncio.run(_time_open(sys.argv[1], sys.argv[2]))))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from aiotracker import DockerTracker, JobTemplate
-from tests.conftest import RUN_LABEL, RUN_TOKEN, TEST_IMAGE
+from tests.conftest import ENGINE, RUN_LABEL, RUN_TOKEN, TEST_IMAGE
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -18,7 +18,8 @@ def engine() -> None:
     """Fail (not skip) when no engine answers: CI must run these tests."""
     done = subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=30)
     if done.returncode != 0:
-        pytest.fail("no Docker engine answers: run scripts/docker-engine.sh", pytrace=False)
+        script = "podman-engine.sh" if ENGINE == "podman" else "docker-engine.sh"
+        pytest.fail(f"no {ENGINE} engine answers: run scripts/{script}", pytrace=False)
 
 
 @pytest.fixture
