@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
-from typing import IO, Literal
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO, Literal, TypeVar
 
 import anyio
 import anyio.abc
@@ -26,64 +26,71 @@ from ._cache import ACTIVE, TERMINAL, Change, StateCache
 from ._engine.base import Engine, OutputReader
 from ._errors import engine_errors
 from ._exceptions import InvalidArgumentError, OutputStreamError, TrackerError
+from ._exits import ExitSignals
 from ._fanout import Fanout
 from ._labels import MANAGED_LABEL, TEMPLATE_LABEL
 from ._model import JobState
-from ._output import OutputFiles, OutputPlan, is_marked, plan_output
+from ._output import OutputFiles, OutputPlan, Writers, is_marked, plan_output
 from ._template_label import decode_template_label
 from ._waiters import Wakeups
 
 log = logging.getLogger("aiotracker")
-
-# Seconds the die may follow the end of a job's output stream (Docker logs it ~25 ms after the
-# exit); a stream that ended longer before the exit was cut, and the log completes the file.
-_EXIT_GRACE = 0.5
+T = TypeVar("T")
 
 Source = Literal["attach", "replay", "logs"]
 
 
 class OutputCopier:
-    """Copies jobs' output to their files; counts the streams it holds open."""
+    """Copies jobs' output to their files and readers; counts the streams it holds open."""
 
     def __init__(
         self,
         engine: Engine,
         cache: StateCache,
         publish: Callable[[tuple[Wakeups, list[Change]] | None], None],
+        exits: ExitSignals,
     ) -> None:
         self._engine = engine
         self._cache = cache
         self._publish = publish
+        self._exits = exits
+        self._writers = Writers()
         self.streams: dict[str, anyio.CancelScope] = {}
         self.fanouts: dict[str, Fanout] = {}  # jobs being copied: their live readers
-        self._exits: dict[str, anyio.Event] = {}  # jobs being copied: set at their exit
 
-    def _fault(self, job_id: str, text: str, files: OutputFiles | None = None) -> None:
+    def _fault(self, job_id: str, text: str, paths: Iterable[str] = ()) -> None:
         log.warning("job %s: %s", job_id[:12], text)
-        self._cache.add_fault(job_id, text, files.paths if files is not None else ())
+        self._cache.add_fault(job_id, text, paths)
 
     async def copy(
         self, job_id: str, plan: OutputPlan, source: Source,
         job_started: asyncio.Future[bool] | None,
         *, task_status: anyio.abc.TaskStatus[None],
     ) -> None:  # fmt: skip
-        """Copy the job's output to its files until the stream ends.
+        """Copy the job's output to its files and readers until the stream ends.
 
         ``source``: "attach" before a start (ready once attached: nothing is missed);
         "replay" (attach with the log so far) for a job found running when the tracker
         opened; "logs" for one that finished meanwhile. An attach that fails is raised to the
-        starter (the job is not started); every later error is the job's fault.
+        starter (the job is not started); every later error is the job's fault. A file error
+        stops the writing of that file only: the stream still goes to the other file and to
+        the readers, and is still completed from the log if it ends early.
         """
-        files = OutputFiles(plan, job_id)
+        files = OutputFiles(plan, job_id, self._writers)
         self._cache.begin_output(job_id)
-        attached = finished = broke = False
-        fault: str | None = None
-        counts = {1: 0, 2: 0}  # bytes of each stream written
-        self._exits[job_id] = anyio.Event()
+        attached = False
+        ended = False  # the copy reached its end (not cut short by a closing tracker)
+        keep_marks = False  # the files are to be rewritten by the next tracker
+        missing: str | None = None  # the output could not be had whole: why
+        counts = {1: 0, 2: 0}  # bytes of each stream received
         fanout = self.fanouts[job_id] = Fanout()
+        fanout.ready.set()  # nothing of it is history: its readers read the log up to now
+        if source != "attach":
+            task_status.started()  # no start waits for it: its failures are the job's
         try:
             with anyio.CancelScope() as scope:
                 self.streams[job_id] = scope
+                broke = False
                 if source == "logs":
                     reader = self._engine.read_logs(job_id)
                 else:
@@ -92,86 +99,74 @@ class OutputCopier:
                     with engine_errors("attach", job_id):
                         async with reader as read:
                             attached = True
-                            task_status.started()
-                            fault = await self._drain(job_id, files, read, counts, fanout)
+                            if source == "attach":
+                                task_status.started()
+                            await self._drain(job_id, files, read, counts, fanout)
                 except TrackerError as exc:
-                    if not attached:
+                    if not attached and source == "attach":
                         raise
                     log.warning("output stream of job %s broke: %s", job_id[:12], exc)
                     broke = True
                 except Exception as exc:  # a bug: it stays with this job
-                    if not attached:
+                    if not attached and source == "attach":
                         raise
                     log.exception("copying the output of job %s failed", job_id[:12])
-                    fault = f"output incomplete: {exc!r}"
-                    self._fault(job_id, fault, files)
-                # A start that fails also ends the stream: then no file is made.
+                    missing = f"output incomplete: {exc!r}"
+                    self._fault(job_id, missing, files.paths)
                 if job_started is not None and not await job_started:
-                    files.abort()
-                    finished = True
-                # A stream that ends is not an end of output: confirmed against the exit, and
-                # completed from the engine's log if it ended first.
-                elif (
-                    fault is None
-                    and source != "logs"
-                    and (broke or not await self._ended_at_exit(job_id))
-                ):
-                    fault = await self._complete_from_log(job_id, files, counts, fanout)
-                if fault is None and not finished:
-                    try:
-                        await _in_thread_if(files.blocking, files.finish)
-                        finished = True
-                    except OSError as exc:
-                        fault = f"output incomplete: {_describe(exc)}"
-                        self._fault(job_id, fault, files)
+                    files.abort()  # not started: no file was made
+                    ended = True
+                    return
+                if missing is None:
+                    if source == "logs":
+                        if broke:  # the next tracker tries again
+                            missing = "output incomplete: the engine's log could not be read"
+                            self._fault(job_id, missing, files.paths)
+                            keep_marks = True
+                    elif broke or not await self._exits.ended_at_exit(job_id):
+                        # A stream that ends is not an end of output: confirmed against the
+                        # exit, and completed from the engine's log if it ended first.
+                        missing = await self._complete_from_log(job_id, files, counts, fanout)
+                if missing is None:
+                    await self._finish(job_id, files)
+                ended = True
         finally:
-            if not finished:
-                # Cut short by a closing tracker (attached, no fault): the marks stay, and the
-                # next tracker rewrites the files from the log; after a fault they go.
-                self._discard(files, interrupted=attached and fault is None)
-            fanout.end(
-                None if finished
-                else OutputStreamError(fault or "the tracker stopped copying the job's output")
-            )  # fmt: skip
+            if (not ended or keep_marks) and (attached or source != "attach"):
+                # Cut short by a closing tracker (or the log unreadable): the marks stay and
+                # the next tracker rewrites the files from the log.
+                with contextlib.suppress(OSError):
+                    files.close()
+            else:
+                files.give_up()  # after a fault, or a job never started: closed, unmarked
+            stopped = "the tracker stopped copying the job's output"
+            fanout.end(None if ended and missing is None else OutputStreamError(missing or stopped))
             self.fanouts.pop(job_id, None)
             self.streams.pop(job_id, None)
-            self._exits.pop(job_id, None)
             self._publish(self._cache.output_done(job_id))
 
-    def job_exited(self, job_id: str) -> None:
-        """The job's exit is known (its die, or an inspect): its log is complete."""
-        event = self._exits.get(job_id)
-        if event is not None:
-            event.set()
-
-    def _exited(self, job_id: str) -> bool:
-        job = self._cache.get(job_id)
-        return job is None or job.exited or job.final is not None or job.state in TERMINAL
-
-    async def _wait_exit(self, job_id: str) -> None:
-        while not self._exited(job_id):  # woken by job_exited
-            await self._exits[job_id].wait()
-            self._exits[job_id] = anyio.Event()
-
-    async def _ended_at_exit(self, job_id: str) -> bool:
-        """Did the stream end because the job exited? Its die comes within moments of the
-        end; if it does not, the engine is asked (the stream may have been cut)."""
-        with anyio.move_on_after(_EXIT_GRACE):
-            await self._wait_exit(job_id)
-            return True
+    async def _finish(self, job_id: str, files: OutputFiles) -> None:
+        """The output is whole: complete the files still written."""
         try:
-            with engine_errors("inspect", job_id):
-                details = await self._engine.inspect(job_id)
-        except TrackerError:
-            return False
-        return details.status not in ("running", "paused", "restarting")
+            moved = await _in_thread_if(files.blocking, files.finish)
+        except OSError as exc:
+            self._fault(job_id, f"output incomplete: {_describe(exc)}", files.paths)
+            return
+        for path in moved:
+            self._fault(
+                job_id, f"output incomplete: {path}: the file was removed or replaced while "
+                "the job ran", [path],
+            )  # fmt: skip
+        for real in sorted(self._writers.shared(job_id)):
+            self._fault(job_id, f"output shared: {real} was written by other jobs at the same "
+                        "time: their output is interleaved in it")  # fmt: skip
 
     async def _complete_from_log(
         self, job_id: str, files: OutputFiles, counts: dict[int, int], fanout: Fanout
     ) -> str | None:
-        """Wait for the job's exit, then append what the log holds beyond what was written,
-        stream by stream (exactly once, no gap: both come from the engine's one copy)."""
-        await self._wait_exit(job_id)
+        """Wait for the job's exit, then append what the log holds beyond what was received,
+        stream by stream (exactly once, no gap: both come from the engine's one copy), to the
+        files still written and to the readers."""
+        await self._exits.wait_exit(job_id)
         skip = dict(counts)
         try:
             with engine_errors("logs", job_id):
@@ -181,15 +176,15 @@ class OutputCopier:
                         cut = min(skip.get(stream, 0), len(data))
                         skip[stream] = skip.get(stream, 0) - cut
                         if cut < len(data):
-                            await _write(files, stream, data[cut:])
                             fanout.publish(stream, data[cut:])
-        except (TrackerError, OSError) as exc:
+                            await self._write(job_id, files, stream, data[cut:])
+        except TrackerError as exc:
             text = f"output incomplete: the stream ended early and the log failed: {exc}"
-            self._fault(job_id, text, files)
+            self._fault(job_id, text, files.paths)
             return text
         if any(skip.values()):
             text = "output incomplete: the engine's log no longer holds all of the output"
-            self._fault(job_id, text, files)
+            self._fault(job_id, text, files.paths)
             return text
         log.info("output of job %s completed from the engine's log", job_id[:12])
         return None
@@ -197,36 +192,27 @@ class OutputCopier:
     async def _drain(
         self, job_id: str, files: OutputFiles, read: OutputReader, counts: dict[int, int],
         fanout: Fanout,
-    ) -> str | None:  # fmt: skip
-        """Write every frame and hand it to the readers; after a file error, keep reading
-        (the readers still get it) and write no more."""
-        fault = None
-        try:
-            files.mark()  # before the job can write (it is started once we are attached)
-        except OSError as exc:
-            fault = f"output incomplete: cannot create the output file: {_describe(exc)}"
-            self._fault(job_id, fault, files)
+    ) -> None:  # fmt: skip
+        """Hand every frame to the readers and write it to its file."""
+        # Marked before the job can write (it is started once we are attached).
+        for path, exc in files.mark():
+            self._drop(job_id, files, path, f"cannot create the output file: {_describe(exc)}")
         while (frame := await read()) is not None:
             stream, data = frame
+            counts[stream] = counts.get(stream, 0) + len(data)
             fanout.publish(stream, data)
-            if fault is not None:
-                continue
-            try:
-                await _write(files, stream, data)
-                counts[stream] = counts.get(stream, 0) + len(data)
-            except OSError as exc:
-                fault = f"output incomplete: {_describe(exc)}"
-                self._fault(job_id, fault, files)
-        return fault
+            await self._write(job_id, files, stream, data)
 
-    @staticmethod
-    def _discard(files: OutputFiles, *, interrupted: bool) -> None:
-        """Close quietly; the marks go unless a tracker closing mid-job interrupted the copy."""
-        with contextlib.suppress(OSError):
-            if interrupted:
-                files.close()  # the next tracker rewrites the files from the log
-            else:
-                files.give_up()
+    async def _write(self, job_id: str, files: OutputFiles, stream: int, data: bytes) -> None:
+        """Write a frame; a file error drops that file (the job's fault), never the copy."""
+        try:
+            await _in_thread_if(files.blocking, files.write, stream, data)
+        except OSError as exc:
+            self._drop(job_id, files, files.path_of(stream), _describe(exc))
+
+    def _drop(self, job_id: str, files: OutputFiles, path: str, why: str) -> None:
+        self._fault(job_id, f"output incomplete: {why}", [path] if path else [])
+        files.drop(path)
 
     async def feed_input(self, job_id: str, source: IO[bytes]) -> None:
         """Write an open input file to the job's stdin, then close both."""
@@ -269,13 +255,8 @@ def recovery(
     return None
 
 
-async def _write(files: OutputFiles, stream: int, data: bytes) -> None:
-    """Write a frame; from a worker thread where the write may block (a FIFO, a device)."""
-    await _in_thread_if(files.blocking, files.write, stream, data)
-
-
-async def _in_thread_if(blocking: bool, func: Callable[..., None], *args: object) -> None:
+async def _in_thread_if(blocking: bool, func: Callable[..., T], *args: object) -> T:
+    """Run ``func``; from a worker thread where it may block (a FIFO, a device)."""
     if blocking:
-        await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True)
-    else:
-        func(*args)
+        return await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True)
+    return func(*args)

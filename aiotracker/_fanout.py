@@ -20,11 +20,11 @@ from ._exceptions import OutputOverrunError, TrackerError
 
 
 class Reader:
-    """One reader's view of one stream: the bytes published after it joined."""
+    """One reader's view of one stream: the bytes published from position ``start`` on."""
 
-    def __init__(self, stream: int, offset: int, limit: int) -> None:
+    def __init__(self, stream: int, start: int, limit: int) -> None:
         self.stream = stream
-        self.offset = offset  # bytes of the stream published before it joined
+        self.start = start  # where its live feed starts; what comes before is its history
         self.limit = limit
         self.delivered = 0
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -33,14 +33,20 @@ class Reader:
         self._ended = False
         self._error: TrackerError | None = None
 
-    def push(self, data: bytes) -> bool:
-        """Queue a frame; False if that puts the reader over its limit (it is cut off)."""
-        if self._size + len(data) > self.limit:
+    def push(self, data: bytes, position: int) -> bool:
+        """Queue the bytes of a frame from ``start`` on (``position``: the frame's first byte
+        in the stream); False if they put the reader over its limit (it is cut off). A frame
+        is always taken whole by a reader that is not behind, however large."""
+        if position + len(data) <= self.start:
+            return True  # still history (a feed replaying what the reader reads from the log)
+        if position < self.start:
+            data = data[self.start - position :]
+        if self._chunks and self._size + len(data) > self.limit:
             self._chunks.clear()
             self._size = 0
             self._error = OutputOverrunError(
                 f"the reader fell more than {self.limit} bytes behind the job's output "
-                f"and was cut off after {self.offset + self.delivered} bytes"
+                f"and was cut off after {self.start + self.delivered} bytes"
             )
             self._wake.set()
             return False
@@ -72,10 +78,17 @@ class Reader:
 
 
 class Fanout:
-    """The readers of one job's output, and how much of each stream has been published."""
+    """The readers of one job's output, and how much of each stream has been published.
+
+    ``replayed``: how much of each stream the feed publishes that was already in the log when
+    it began (a relay replays the log first): readers take it from the log, with ``tail``.
+    ``ready`` is set once that is known.
+    """
 
     def __init__(self, on_idle: Callable[[], None] | None = None) -> None:
         self.counts = {1: 0, 2: 0}
+        self.replayed = {1: 0, 2: 0}
+        self.ready = anyio.Event()
         self._readers: set[Reader] = set()
         self._on_idle = on_idle  # called when the last reader leaves
         self.ended = False
@@ -85,7 +98,7 @@ class Fanout:
         return len(self._readers)
 
     def join(self, stream: int, limit: int) -> Reader:
-        reader = Reader(stream, self.counts[stream], limit)
+        reader = Reader(stream, max(self.counts[stream], self.replayed[stream]), limit)
         if self.ended:
             reader.end()
         else:
@@ -98,14 +111,16 @@ class Fanout:
             self._on_idle()
 
     def publish(self, stream: int, data: bytes) -> None:
+        position = self.counts[stream]
         self.counts[stream] += len(data)
         for reader in [r for r in self._readers if r.stream == stream]:
-            if not reader.push(data):
+            if not reader.push(data, position):
                 self._readers.discard(reader)
 
     def end(self, error: TrackerError | None = None) -> None:
         """The output is over (complete, or cut short with ``error``)."""
         self.ended = True
+        self.ready.set()
         readers, self._readers = self._readers, set()
         for reader in readers:
             reader.end(error)

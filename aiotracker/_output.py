@@ -7,7 +7,6 @@ never closed. Everything here is synchronous file work on local paths.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 import sys
@@ -124,6 +123,12 @@ def is_special(path: str) -> bool:
     return not stat.S_ISREG(mode)
 
 
+def _open_append(path: str, *, truncate: bool) -> IO[bytes]:
+    """A regular file opened for appending, unbuffered (created; emptied if ``truncate``)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+    return os.fdopen(os.open(path, flags, 0o644), "ab", buffering=0)
+
+
 def _at(path: str, f: IO[bytes]) -> bool:
     """Is the open file ``f`` still the file at ``path``?"""
     try:
@@ -144,6 +149,36 @@ def is_marked(plan: OutputPlan, job_id: str) -> bool:
     )
 
 
+class Writers:
+    """Which jobs of one tracker are writing which regular files (by real path), and which
+    of them wrote a file at the same time as another."""
+
+    def __init__(self) -> None:
+        self._by_path: dict[str, set[str]] = {}
+        self._shared: dict[str, set[str]] = {}  # job -> real paths it shared
+
+    def join(self, real: str, job_id: str) -> bool:
+        """``job_id`` opens ``real``; True if other jobs are writing it (no truncation)."""
+        others = self._by_path.setdefault(real, set())
+        shared = bool(others - {job_id})
+        if shared:
+            for job in (*others, job_id):
+                self._shared.setdefault(job, set()).add(real)
+        others.add(job_id)
+        return shared
+
+    def leave(self, real: str, job_id: str) -> None:
+        writers = self._by_path.get(real)
+        if writers is not None:
+            writers.discard(job_id)
+            if not writers:
+                del self._by_path[real]
+
+    def shared(self, job_id: str) -> set[str]:
+        """The files ``job_id`` wrote at the same time as another job (forgotten after)."""
+        return self._shared.pop(job_id, set())
+
+
 class OutputFiles:
     """The files of one job's output, written at their paths as the output comes.
 
@@ -157,9 +192,14 @@ class OutputFiles:
     FIFO or a socket is written in place (never replaced, never marked), from a worker thread,
     since such a write may block; a symlink is followed. All file errors are ``OSError``: the
     caller records them on the job.
+
+    Files are opened for appending, so that jobs of one tracker that write one path at the
+    same time (array tasks without ``$DRMAA2_INDEX$``) interleave whole frames and never write
+    over each other: ``writers`` (the tracker's) says who else is writing; only the first
+    truncates.
     """
 
-    def __init__(self, plan: OutputPlan, job_id: str) -> None:
+    def __init__(self, plan: OutputPlan, job_id: str, writers: Writers | None = None) -> None:
         self._plan = plan
         self._job_id = job_id
         self._files: dict[str, IO[bytes]] = {}
@@ -168,6 +208,8 @@ class OutputFiles:
             if path and path not in _STD_STREAMS and is_special(path)
         }  # fmt: skip
         self._marked: list[str] = []
+        self._writers = writers if writers is not None else Writers()
+        self._dropped: set[str] = set()
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -178,36 +220,72 @@ class OutputFiles:
             )
         )
 
+    def path_of(self, stream: int) -> str:
+        """The file a stream goes to ("" for none or the process's own streams)."""
+        path = self._plan.stdout if stream == 1 else self._plan.stderr
+        return "" if path in _STD_STREAMS else path
+
     @property
     def blocking(self) -> bool:
         """True if a write or an open may block (a FIFO, a device): use a worker thread."""
         return bool(self._special)
 
-    def mark(self) -> None:
-        """Mark each regular file as being copied (before the job can write a byte)."""
+    def mark(self) -> list[tuple[str, OSError]]:
+        """Mark each regular file as being copied (before the job can write a byte); returns
+        the files that could not be marked (their directory is gone, say), with the error."""
+        failed = []
         for path in self.paths:
             if path in self._special or path in self._marked:
                 continue
-            os.close(os.open(mark_path(path, self._job_id), os.O_WRONLY | os.O_CREAT, 0o644))
+            try:
+                os.close(os.open(mark_path(path, self._job_id), os.O_WRONLY | os.O_CREAT, 0o644))
+            except OSError as exc:
+                failed.append((path, exc))
+                continue
             self._marked.append(path)
+        return failed
 
-    def opened(self, stream: int) -> bool:
-        path = self._path(stream)
-        return not path or path in self._files
+    def drop(self, path: str) -> None:
+        """Write no more to ``path`` (a file error): it stays as far as it got, unmarked."""
+        self._dropped.add(path)
+        f = self._files.pop(path, None)
+        if f is not None and path not in _STD_STREAMS:
+            if path not in self._special:
+                self._release(_real(path))
+            with contextlib.suppress(OSError):
+                f.close()
+        if path in self._marked:
+            self._marked.remove(path)
+            with contextlib.suppress(OSError):
+                os.unlink(mark_path(path, self._job_id))
+
+    @property
+    def dropped(self) -> set[str]:
+        return set(self._dropped)
 
     def open(self, stream: int) -> None:
-        """Open (create, truncate) the file of a stream; a FIFO's open may block."""
+        """Open (create; truncate unless another job of the tracker writes it) the file of a
+        stream; a FIFO's open may block."""
         path = self._path(stream)
-        if not path or path in self._files:
+        if not path or path in self._files or path in self._dropped:
             return
         if path in _STD_STREAMS:
             self._files[path] = _std_stream(path)
-        else:
+            return
+        if path in self._special:
             self._files[path] = open(path, "wb", buffering=0)  # noqa: SIM115
+            return
+        real = _real(path)
+        shared = self._writers.join(real, self._job_id)
+        try:
+            self._files[path] = _open_append(path, truncate=not shared)
+        except BaseException:
+            self._writers.leave(real, self._job_id)
+            raise
 
     def write(self, stream: int, data: bytes) -> None:
         path = self._path(stream)
-        if not path:
+        if not path or path in self._dropped:
             return
         if path not in self._files:
             self.open(stream)
@@ -219,10 +297,10 @@ class OutputFiles:
     def _path(self, stream: int) -> str:
         return self._plan.stdout if stream == 1 else self._plan.stderr
 
-    def finish(self) -> None:
+    def finish(self) -> list[str]:
         """The output is complete: every file exists (empty if its stream was), is closed,
-        and is no longer marked. ``FileNotFoundError`` if a file was removed or replaced
-        while the job ran (what it wrote went to a file no longer at the path)."""
+        and is no longer marked. Returns the files removed or replaced while the job ran
+        (what was written went to a file no longer at the path)."""
         for stream in (1, 2):
             self.open(stream)
         moved = [
@@ -231,15 +309,11 @@ class OutputFiles:
         ]  # fmt: skip
         self.close()
         self._unmark()
-        if moved:
-            raise FileNotFoundError(
-                errno.ENOENT, "the file was removed or replaced while the job ran", moved[0]
-            )
+        return moved
 
     def abort(self) -> None:
         """The job never ran: close; no file was created; the marks go."""
-        self.close()
-        self._unmark()
+        self.give_up()
 
     def give_up(self) -> None:
         """A file fault: close what can be closed; the files stay as far as they got, and the
@@ -260,6 +334,8 @@ class OutputFiles:
         files, self._files = self._files, {}
         errors: list[OSError] = []
         for path, f in files.items():
+            if path not in _STD_STREAMS and path not in self._special:
+                self._release(_real(path))
             try:
                 if path in _STD_STREAMS:
                     f.flush()
@@ -269,6 +345,9 @@ class OutputFiles:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+    def _release(self, real: str) -> None:
+        self._writers.leave(real, self._job_id)
 
 
 def absolute_paths(template: JobTemplate, cwd: str) -> JobTemplate:

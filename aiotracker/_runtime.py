@@ -25,6 +25,7 @@ from ._copier import OutputCopier, Source, recovery
 from ._engine.base import ContainerSummary, Engine, EngineInfo
 from ._errors import engine_errors
 from ._exceptions import DrmCommunicationError, InvalidStateError, TrackerClosedError
+from ._exits import ExitSignals
 from ._feed import EventFeed
 from ._labels import OWNER_LABEL
 from ._leases import UNLEASED, Leases
@@ -65,7 +66,8 @@ class Runtime:
             engine, [self.sync.label], engine_timeout=engine_timeout,
             on_reconnect=self.sync.request_resync, on_engine_lost=self._engine_lost,
         )  # fmt: skip
-        self.copier = OutputCopier(engine, self.cache, self.publish)
+        self.exits = ExitSignals(engine, self.cache)
+        self.copier = OutputCopier(engine, self.cache, self.publish, self.exits)
         self.leases = Leases(
             engine, self.cache, session, self.tasks, labels=labels, timeout=engine_timeout
         )
@@ -82,11 +84,11 @@ class Runtime:
             self.sync.request_resync, self.leases.holds,
         )  # fmt: skip
         self.sync.on_resynced = self._resynced
-        self.sync.on_exit = self.copier.job_exited
+        self.sync.on_exit = self.exits.job_exited
         self.control = Controller(
             engine, self.cache, self.sync, self.submitter, self.launcher, self.publish
         )
-        self.watch = OutputWatch(engine, self.cache, self.copier, self.tasks)
+        self.watch = OutputWatch(engine, self.cache, self.copier, self.tasks, self.exits)
         self.closed = False
         self._host_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

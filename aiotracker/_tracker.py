@@ -300,7 +300,8 @@ class DockerTracker:
     ) -> OutputStream:  # fmt: skip
         """The job's stdout (or stderr) as it comes: an async iterator of byte chunks from the
         job's start (or its last ``tail`` lines; ``tail=0``: only what comes next) until its
-        output ends, then it stops (at once for a finished job: its log).
+        output ends, then it stops (at once for a finished job: its log). A job that has not
+        started yet (queued, held) or is suspended is waited for.
 
         Fed by the tracker's one copy of the job's stream (never an attach per reader); what
         came before the reader joined is read back from the engine's log, seamlessly. Each
@@ -318,9 +319,10 @@ class DockerTracker:
         async def chunks() -> AsyncGenerator[bytes, None]:
             self._check_open()
             full_id = await self._sync.known(job_id)
-            async for chunk in self._rt.watch.chunks(full_id, 2 if stderr else 1, tail,
-                                                     max_buffer):  # fmt: skip
-                yield chunk
+            inner = self._rt.watch.chunks(full_id, 2 if stderr else 1, tail, max_buffer)
+            async with contextlib.aclosing(inner):
+                async for chunk in inner:
+                    yield chunk
 
         return OutputStream(chunks())
 

@@ -177,8 +177,12 @@ class Engine(Protocol):
         """Attach to stdout and stderr; ``logs`` first replays what the log driver kept."""
         ...
 
-    def read_logs(self, cid: str) -> AbstractAsyncContextManager[OutputReader]:
-        """What the log driver kept of a container (not followed)."""
+    def read_logs(
+        self, cid: str, *, follow: bool = False
+    ) -> AbstractAsyncContextManager[OutputReader]:
+        """What the log driver kept of a container; ``follow``: then what it writes next,
+        until it exits. The log may lag the attach stream (Docker's log copier holds a line
+        back until its newline, up to 16 KiB)."""
         ...
 
     async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:

@@ -388,9 +388,27 @@ class FakeEngine:
             pipe.close()
 
     @asynccontextmanager
-    async def read_logs(self, cid: str) -> AsyncIterator[OutputReader]:
-        """What the container wrote so far, then None."""
+    async def read_logs(self, cid: str, *, follow: bool = False) -> AsyncIterator[OutputReader]:
+        """What the container wrote so far, then None; ``follow``: then what it writes, until
+        it exits (the fake's log never lags its attach streams)."""
         gate = await self._enter("read_logs", cid)
+        if follow:
+            container, pipe = self._resolve(cid), Pipe[Frame]()
+            for frame in container.logs:
+                pipe.put(frame)
+            if container.status in ("created", *LIVE):
+                container.pipes.append(pipe)
+            else:
+                pipe.end()
+            if gate is not None:
+                await gate._pass()
+            try:
+                yield pipe.get
+            finally:
+                if pipe in container.pipes:
+                    container.pipes.remove(pipe)
+                pipe.close()
+            return
         frames = iter(list(self._resolve(cid).logs))
         if gate is not None:
             await gate._pass()

@@ -100,8 +100,10 @@ class FakeClient:
     ) -> AbstractAsyncContextManager[OutputReader]:
         return self._up("attach_output").attach_output(cid, logs=logs)
 
-    def read_logs(self, cid: str) -> AbstractAsyncContextManager[OutputReader]:
-        return self._up("read_logs").read_logs(cid)
+    def read_logs(
+        self, cid: str, *, follow: bool = False
+    ) -> AbstractAsyncContextManager[OutputReader]:
+        return self._up("read_logs").read_logs(cid, follow=follow)
 
     async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
         await self._up("feed_stdin").feed_stdin(cid, source)

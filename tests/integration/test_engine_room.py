@@ -498,7 +498,8 @@ async def test_output_file_error_is_a_job_fault_never_the_trackers_end(
 async def test_array_tasks_sharing_one_output_path_all_end_done(
     tracker: DockerTracker, template: Make, tmp_path: Path
 ) -> None:
-    """Array tasks writing one output path at the same time all end DONE; the file is one task's."""
+    """Array tasks writing one output path at the same time all end DONE; the file holds every
+    task's output once, and each task's faults say the file was shared."""
     out = tmp_path / "shared.out"
     with gate(tmp_path / "gate") as g:
         array = await tracker.add_array_job(
@@ -515,7 +516,10 @@ async def test_array_tasks_sharing_one_output_path_all_end_done(
         [states] = await settle([tracker.wait_array(array)], 60)
     assert isinstance(states, dict), f"wait_array raised {states!r}"
     assert list(states.values()) == [JobState.DONE] * 4
-    assert out.read_text() in {f"task {i}\n" for i in range(1, 5)}
+    # Appended, whole frames interleaved: every task's line once, none written over.
+    assert sorted(out.read_text().splitlines()) == [f"task {i}" for i in range(1, 5)]
+    for task in tasks:
+        assert "output shared" in (await tracker.job_info(task)).annotation
     assert {p.name for p in tmp_path.iterdir()} == {"shared.out", "gate"}, "partial files left"
     again = await tracker.add_job(template("true"))
     assert await tracker.wait(again, timeout=60) is JobState.DONE

@@ -512,7 +512,7 @@ async def test_output_error_on_open_is_the_jobs_fault_only(
     def no_descriptor(*args: Any, **kwargs: Any) -> Any:
         raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr(output, "open", no_descriptor, raising=False)
+    monkeypatch.setattr(output, "_open_append", no_descriptor)
     job_id = await tracker.add_job(job("sleep", "9", output_path=str(tmp_path / "out")))
     engine.write_output(job_id, 1, b"x" * 100)
     engine.exit(job_id, 0)
