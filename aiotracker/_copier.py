@@ -30,7 +30,7 @@ from ._exits import ExitSignals
 from ._fanout import Fanout
 from ._labels import MANAGED_LABEL, TEMPLATE_LABEL
 from ._model import JobState
-from ._output import OutputFiles, OutputPlan, Writers, is_marked, plan_output
+from ._output import FLUSH_DELAY, OutputFiles, OutputPlan, Writers, is_marked, plan_output
 from ._template_label import decode_template_label
 from ._waiters import Wakeups
 
@@ -57,6 +57,7 @@ class OutputCopier:
         self._writers = Writers()
         self.streams: dict[str, anyio.CancelScope] = {}
         self.fanouts: dict[str, Fanout] = {}  # jobs being copied: their live readers
+        self._flushes: dict[str, asyncio.TimerHandle] = {}  # jobs with a flush due
 
     def _fault(self, job_id: str, text: str, paths: Iterable[str] = ()) -> None:
         log.warning("job %s: %s", job_id[:12], text)
@@ -131,6 +132,9 @@ class OutputCopier:
                     await self._finish(job_id, files)
                 ended = True
         finally:
+            flush = self._flushes.pop(job_id, None)
+            if flush is not None:
+                flush.cancel()  # closing or finishing writes the buffers out
             if (not ended or keep_marks) and (attached or source != "attach"):
                 # Cut short by a closing tracker (or the log unreadable): the marks stay and
                 # the next tracker rewrites the files from the log.
@@ -204,11 +208,20 @@ class OutputCopier:
             await self._write(job_id, files, stream, data)
 
     async def _write(self, job_id: str, files: OutputFiles, stream: int, data: bytes) -> None:
-        """Write a frame; a file error drops that file (the job's fault), never the copy."""
+        """Write a frame; a file error drops that file (the job's fault), never the copy.
+        The file's buffer is flushed ``FLUSH_DELAY`` later, with the frames that came since."""
         try:
             await _in_thread_if(files.blocking, files.write, stream, data)
         except OSError as exc:
             self._drop(job_id, files, files.path_of(stream), _describe(exc))
+        if files.dirty and job_id not in self._flushes:
+            loop = asyncio.get_running_loop()
+            self._flushes[job_id] = loop.call_later(FLUSH_DELAY, self._flush, job_id, files)
+
+    def _flush(self, job_id: str, files: OutputFiles) -> None:
+        self._flushes.pop(job_id, None)
+        for path, exc in files.flush():
+            self._drop(job_id, files, path, _describe(exc))
 
     def _drop(self, job_id: str, files: OutputFiles, path: str, why: str) -> None:
         self._fault(job_id, f"output incomplete: {why}", [path] if path else [])

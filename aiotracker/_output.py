@@ -98,6 +98,9 @@ def plan_output(template: JobTemplate, cwd: str) -> OutputPlan:
 
 
 MARK_SUFFIX = ".aiotracker-incomplete"
+# Seconds a written frame may wait in the file's buffer (frames that come together are written
+# together); ``tail -f`` sees the output this much later at most.
+FLUSH_DELAY = 0.005
 
 
 def mark_path(path: str, job_id: str) -> str:
@@ -124,9 +127,10 @@ def is_special(path: str) -> bool:
 
 
 def _open_append(path: str, *, truncate: bool) -> IO[bytes]:
-    """A regular file opened for appending, unbuffered (created; emptied if ``truncate``)."""
+    """A regular file opened for appending (created; emptied if ``truncate``), with a buffer
+    that the copier flushes moments after each write (``FLUSH_DELAY``)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
-    return os.fdopen(os.open(path, flags, 0o644), "ab", buffering=0)
+    return os.fdopen(os.open(path, flags, 0o644), "ab", buffering=1 << 16)
 
 
 def _at(path: str, f: IO[bytes]) -> bool:
@@ -184,13 +188,14 @@ class OutputFiles:
 
     ``mark()`` (at the copy's start) leaves a hidden mark beside each regular file; the file
     itself is created (truncated) at the first byte of its stream, or by ``finish()`` if the
-    stream had none, and every write reaches the file at once (no buffer), so that ``tail -f``
-    sees the output as it comes. ``finish()`` closes the files and removes the marks: a file
-    without a mark is complete. A copy cut short (``close()``) keeps the marks, which tell a
-    tracker that opens later to rewrite the files from the engine's log; ``abort()`` (the job
-    never started) and ``give_up()`` (a file fault) remove them. A path that is a device, a
-    FIFO or a socket is written in place (never replaced, never marked), from a worker thread,
-    since such a write may block; a symlink is followed. All file errors are ``OSError``: the
+    stream had none, and what is written reaches the file within ``FLUSH_DELAY``
+    (``flush()``, called by the copier), so that ``tail -f`` sees the output as it comes.
+    ``finish()`` closes the files and removes the marks: a file without a mark is complete.
+    A copy cut short (``close()``) keeps the marks, which tell a tracker that opens later to
+    rewrite the files from the engine's log; ``abort()`` (the job never started) and
+    ``give_up()`` (a file fault) remove them. A path that is a device, a FIFO or a socket is
+    written in place (never replaced, never marked), unbuffered, from a worker thread, since
+    such a write may block; a symlink is followed. All file errors are ``OSError``: the
     caller records them on the job.
 
     Files are opened for appending, so that jobs of one tracker that write one path at the
@@ -210,6 +215,7 @@ class OutputFiles:
         self._marked: list[str] = []
         self._writers = writers if writers is not None else Writers()
         self._dropped: set[str] = set()
+        self._dirty: set[str] = set()  # buffered files written since their last flush
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -248,6 +254,7 @@ class OutputFiles:
     def drop(self, path: str) -> None:
         """Write no more to ``path`` (a file error): it stays as far as it got, unmarked."""
         self._dropped.add(path)
+        self._dirty.discard(path)
         f = self._files.pop(path, None)
         if f is not None and path not in _STD_STREAMS:
             if path not in self._special:
@@ -290,9 +297,32 @@ class OutputFiles:
         if path not in self._files:
             self.open(stream)
         f = self._files[path]
-        view = memoryview(data)
-        while view:  # an unbuffered write may be short
-            view = view[f.write(view) :]
+        if path in self._special:
+            view = memoryview(data)
+            while view:  # an unbuffered write may be short
+                view = view[f.write(view) :]
+        else:
+            f.write(data)
+            self._dirty.add(path)
+
+    @property
+    def dirty(self) -> bool:
+        """Written since the last ``flush()``."""
+        return bool(self._dirty)
+
+    def flush(self) -> list[tuple[str, OSError]]:
+        """Write out the buffers; returns the files that failed, with the error."""
+        dirty, self._dirty = self._dirty, set()
+        failed = []
+        for path in dirty:
+            f = self._files.get(path)
+            if f is None:
+                continue
+            try:
+                f.flush()
+            except OSError as exc:
+                failed.append((path, exc))
+        return failed
 
     def _path(self, stream: int) -> str:
         return self._plan.stdout if stream == 1 else self._plan.stderr
@@ -332,6 +362,7 @@ class OutputFiles:
     def close(self) -> None:
         """Close the files (flush the std streams, which stay open); marks stay."""
         files, self._files = self._files, {}
+        self._dirty.clear()
         errors: list[OSError] = []
         for path, f in files.items():
             if path not in _STD_STREAMS and path not in self._special:
