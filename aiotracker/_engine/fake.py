@@ -370,10 +370,17 @@ class FakeEngine:
     @asynccontextmanager
     async def attach_output(self, cid: str, *, logs: bool = False) -> AsyncIterator[OutputReader]:
         """Attach to stdout and stderr until the container exits; ``logs`` replays first."""
-        gate = await self._enter("attach_output", cid)
+        async with self._follow("attach_output", cid, replay=logs) as read:
+            yield read
+
+    @asynccontextmanager
+    async def _follow(self, op: str, cid: str, *, replay: bool) -> AsyncIterator[OutputReader]:
+        """A stream of what the container writes from now (its log first if ``replay``),
+        until it exits."""
+        gate = await self._enter(op, cid)
         container, pipe = self._resolve(cid), Pipe[Frame]()
         try:
-            for frame in container.logs if logs else ():
+            for frame in container.logs if replay else ():
                 pipe.put(frame)
             if container.status in ("created", *LIVE):
                 container.pipes.append(pipe)
@@ -391,24 +398,11 @@ class FakeEngine:
     async def read_logs(self, cid: str, *, follow: bool = False) -> AsyncIterator[OutputReader]:
         """What the container wrote so far, then None; ``follow``: then what it writes, until
         it exits (the fake's log never lags its attach streams)."""
-        gate = await self._enter("read_logs", cid)
         if follow:
-            container, pipe = self._resolve(cid), Pipe[Frame]()
-            for frame in container.logs:
-                pipe.put(frame)
-            if container.status in ("created", *LIVE):
-                container.pipes.append(pipe)
-            else:
-                pipe.end()
-            if gate is not None:
-                await gate._pass()
-            try:
-                yield pipe.get
-            finally:
-                if pipe in container.pipes:
-                    container.pipes.remove(pipe)
-                pipe.close()
+            async with self._follow("read_logs", cid, replay=True) as read_on:
+                yield read_on
             return
+        gate = await self._enter("read_logs", cid)
         frames = iter(list(self._resolve(cid).logs))
         if gate is not None:
             await gate._pass()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,9 @@ from aiotracker._exits import EXIT_GRACE
 from aiotracker._fanout import Fanout
 from aiotracker._output import MARK_SUFFIX
 from aiotracker._watch import OutputStream, last_lines
-from tests.unit.test_races import SESSION, hold_lease, job, until
+from tests.unit.test_races import SESSION, engine, job, tracker, until
 
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
-async def tracker(engine: FakeEngine) -> AsyncIterator[DockerTracker]:
-    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as t:
-        await hold_lease(t)
-        yield t
+__all__ = ["engine", "tracker"]  # the fixtures of test_races: a fake engine, a tracker on it
 
 
 def marks(directory: Path) -> list[str]:
@@ -52,6 +43,19 @@ async def running(tracker: DockerTracker, template_path: Path | None = None, **f
     job_id = await tracker.add_job(job("sh", **fields))
     assert await tracker.wait(job_id, JobState.RUNNING, timeout=2) is JobState.RUNNING
     return job_id
+
+
+@asynccontextmanager
+async def reading(stream: OutputStream) -> AsyncIterator[list[bytes]]:
+    """Read ``stream`` in the background while the block runs; the list then holds all."""
+    result: list[bytes] = []
+
+    async def read() -> None:
+        result.append(await collect(stream))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        yield result
 
 
 def content(path: Path) -> bytes:
@@ -229,13 +233,7 @@ async def test_late_reader_gets_everything_once_across_the_seam(
     engine.write_output(job_id, 1, b"a2\n")
     await until(lambda: content(tmp_path / "out") == b"a1\na2\n")
     gate = engine.hold("read_logs", match=job_id)
-    result: list[bytes] = []
-    async with anyio.create_task_group() as tg:
-
-        async def read() -> None:
-            result.append(await collect(tracker.stream_output(job_id)))
-
-        tg.start_soon(read)
+    async with reading(tracker.stream_output(job_id)) as result:
         await until(gate.arrived.is_set)  # joined at byte 6; its history read is held
         engine.write_output(job_id, 1, b"a3\n")  # live to the reader, and in the log
         gate.release()
@@ -251,13 +249,7 @@ async def test_tail_gives_the_last_lines_then_what_comes(
     for i in range(5):
         engine.write_output(job_id, 1, f"{i}\n".encode())
     await until(lambda: content(tmp_path / "out").endswith(b"4\n"))
-    result: list[bytes] = []
-    async with anyio.create_task_group() as tg:
-
-        async def read() -> None:
-            result.append(await collect(tracker.stream_output(job_id, tail=2)))
-
-        tg.start_soon(read)
+    async with reading(tracker.stream_output(job_id, tail=2)) as result:
         await until(lambda: tracker._rt.copier.fanouts[job_id].readers == 1)
         engine.write_output(job_id, 1, b"5\n")
         engine.exit(job_id)
@@ -273,13 +265,7 @@ async def test_tail_holds_for_the_reader_that_starts_a_relay(
     job_id = await running(tracker)
     for i in range(3):
         engine.write_output(job_id, 1, f"{i}\n".encode())
-    result: list[bytes] = []
-    async with anyio.create_task_group() as tg:
-
-        async def read() -> None:
-            result.append(await collect(tracker.stream_output(job_id, tail=tail)))
-
-        tg.start_soon(read)
+    async with reading(tracker.stream_output(job_id, tail=tail)) as result:
         await until(lambda: engine.calls["attach_output"] == 1)
         await anyio.sleep(0.01)
         engine.write_output(job_id, 1, b"new\n")
@@ -356,13 +342,7 @@ async def test_relay_ends_cleanly_when_the_die_follows_the_end_of_its_stream(
     job_id = await running(tracker)
     engine.write_output(job_id, 1, b"x\n")
     gate = engine.hold("inspect", match=job_id)  # the exit is known only from the die
-    result: list[bytes] = []
-    async with anyio.create_task_group() as tg:
-
-        async def read() -> None:
-            result.append(await collect(tracker.stream_output(job_id)))
-
-        tg.start_soon(read)
+    async with reading(tracker.stream_output(job_id)) as result:
         await until(lambda: engine.calls["attach_output"] == 1)
         engine.cut_attach(job_id)  # the stream ends first...
         await anyio.sleep(0.05)
@@ -375,13 +355,7 @@ async def test_a_job_not_started_yet_is_waited_for(
     engine: FakeEngine, tracker: DockerTracker
 ) -> None:
     job_id = await tracker.add_job(job("sh", submit_as_hold=True))
-    result: list[bytes] = []
-    async with anyio.create_task_group() as tg:
-
-        async def read() -> None:
-            result.append(await collect(tracker.stream_output(job_id)))
-
-        tg.start_soon(read)
+    async with reading(tracker.stream_output(job_id)) as result:
         await anyio.sleep(0.05)
         assert result == []  # held: nothing yet, and not an empty end
         await tracker.job_control(job_id, "release")
@@ -399,13 +373,7 @@ async def test_a_file_fault_does_not_touch_the_readers(
     (tmp_path / "o").mkdir()
     out, err = tmp_path / "o" / "out", tmp_path / "err"
     job_id = await running(tracker, out, error_path=str(err))
-    result: list[bytes] = []
-    async with anyio.create_task_group() as tg:
-
-        async def read() -> None:
-            result.append(await collect(tracker.stream_output(job_id)))
-
-        tg.start_soon(read)
+    async with reading(tracker.stream_output(job_id)) as result:
         await until(lambda: tracker._rt.copier.fanouts[job_id].readers == 1)
         shutil.rmtree(tmp_path / "o")  # before the first byte: stdout's file cannot be made
         engine.write_output(job_id, 1, b"out\n")
@@ -422,13 +390,7 @@ async def test_cut_stream_completed_for_readers_after_a_file_fault(
 ) -> None:
     (tmp_path / "o").mkdir()
     job_id = await running(tracker, tmp_path / "o" / "out")
-    result: list[bytes] = []
-    async with anyio.create_task_group() as tg:
-
-        async def read() -> None:
-            result.append(await collect(tracker.stream_output(job_id)))
-
-        tg.start_soon(read)
+    async with reading(tracker.stream_output(job_id)) as result:
         await until(lambda: tracker._rt.copier.fanouts[job_id].readers == 1)
         shutil.rmtree(tmp_path / "o")
         engine.write_output(job_id, 1, b"a\n")
@@ -443,13 +405,7 @@ async def test_one_large_frame_does_not_cut_off_a_reader_that_keeps_up(
     engine: FakeEngine, tracker: DockerTracker, tmp_path: Path
 ) -> None:
     job_id = await running(tracker, tmp_path / "out")
-    result: list[bytes] = []
-    async with anyio.create_task_group() as tg:
-
-        async def read() -> None:
-            result.append(await collect(tracker.stream_output(job_id, max_buffer=10)))
-
-        tg.start_soon(read)
+    async with reading(tracker.stream_output(job_id, max_buffer=10)) as result:
         await until(lambda: tracker._rt.copier.fanouts[job_id].readers == 1)
         engine.write_output(job_id, 1, b"x" * 100)
         engine.exit(job_id)
