@@ -33,6 +33,20 @@ from tests.unit.test_races import SESSION, engine, job, tracker, until
 __all__ = ["engine", "tracker"]  # the fixtures of test_races: a fake engine, a tracker on it
 
 
+def on(engine: FakeEngine) -> DockerTracker:
+    """Another tracker of the session on the same fake engine (a reopen)."""
+    return DockerTracker(SESSION, engine=engine, engine_timeout=2)
+
+
+async def closed_mid_job(engine: FakeEngine, out: Path) -> str:
+    """A job whose tracker closed after it wrote "a\\n" to ``out``; it runs on."""
+    async with on(engine) as first:
+        job_id = await running(first, out)
+        engine.write_output(job_id, 1, b"a\n")
+        await until(lambda: content(out) == b"a\n")
+    return job_id
+
+
 def marks(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(MARK_SUFFIX))
 
@@ -138,15 +152,12 @@ async def test_closed_tracker_leaves_the_mark_and_the_next_rewrites_the_file(
     engine: FakeEngine, tmp_path: Path
 ) -> None:
     out = tmp_path / "job.out"
-    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as first:
-        job_id = await running(first, out)
-        engine.write_output(job_id, 1, b"a\n")
-        await until(lambda: out.exists() and out.read_bytes() == b"a\n")
+    job_id = await closed_mid_job(engine, out)
     engine.write_output(job_id, 1, b"b\n")  # while no tracker copies
     engine.exit(job_id)
     assert out.read_bytes() == b"a\n"
     assert marks(tmp_path) == [f".job.out.{job_id[:12]}{MARK_SUFFIX}"]  # incomplete
-    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as second:
+    async with on(engine) as second:
         assert await second.wait(job_id, timeout=2) is JobState.DONE
         assert out.read_bytes() == b"a\nb\n"
     assert marks(tmp_path) == []
@@ -156,13 +167,13 @@ async def test_complete_file_is_never_rewritten_by_a_later_tracker(
     engine: FakeEngine, tmp_path: Path
 ) -> None:
     out = tmp_path / "job.out"
-    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as first:
+    async with on(engine) as first:
         job_id = await running(first, out)
         engine.write_output(job_id, 1, b"a\n")
         engine.exit(job_id)
         assert await first.wait(job_id, timeout=2) is JobState.DONE
     out.write_bytes(b"the user's own edit\n")
-    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as second:
+    async with on(engine) as second:
         assert await second.wait(job_id, timeout=2) is JobState.DONE
         await anyio.sleep(0.05)
     assert out.read_bytes() == b"the user's own edit\n"
@@ -173,12 +184,12 @@ async def test_running_job_is_rewritten_whole_after_a_reopen(
 ) -> None:
     """Joined streams: the file is rewritten from the log's order (never a seam guessed)."""
     out = tmp_path / "joined.out"
-    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as first:
+    async with on(engine) as first:
         job_id = await running(first, out, join_files=True)
         engine.write_output(job_id, 1, b"o1\n")
         await until(lambda: out.exists() and out.read_bytes() == b"o1\n")
     engine.write_output(job_id, 2, b"e1\n")
-    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as second:
+    async with on(engine) as second:
         await until(lambda: out.read_bytes() == b"o1\ne1\n")
         engine.write_output(job_id, 1, b"o2\n")
         engine.exit(job_id)
@@ -437,19 +448,16 @@ async def test_unreadable_log_at_recovery_is_a_fault_and_keeps_the_mark(
     engine: FakeEngine, tmp_path: Path
 ) -> None:
     out = tmp_path / "job.out"
-    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as first:
-        job_id = await running(first, out)
-        engine.write_output(job_id, 1, b"a\n")
-        await until(lambda: content(out) == b"a\n")
+    job_id = await closed_mid_job(engine, out)
     engine.write_output(job_id, 1, b"b\n")
     engine.exit(job_id)
     engine.fail("read_logs", match=job_id)  # the recovery's log read breaks
-    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as second:
+    async with on(engine) as second:
         await second.wait(job_id, timeout=2)
         info = await second.job_info(job_id)
     assert "the engine's log could not be read" in info.annotation
     assert marks(tmp_path) == [f".job.out.{job_id[:12]}{MARK_SUFFIX}"]  # the next one retries
-    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as third:
+    async with on(engine) as third:
         assert await third.wait(job_id, timeout=2) is JobState.DONE
     assert out.read_bytes() == b"a\nb\n"
     assert marks(tmp_path) == []
