@@ -23,20 +23,10 @@ START_TIMEOUT="${AIOTRACKER_DOCKERD_START_TIMEOUT:-120}"
 
 say() { printf 'docker-engine: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+# shellcheck source=scripts/engine-lib.sh
+. "$(dirname "$0")/engine-lib.sh"
 
-have_root() { [ "$(id -u)" -eq 0 ]; }
-is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null; }
 
-apt_install() {
-    have_root || die "need root to install $* (apt-get install $*)"
-    is_debian || die "not Debian: install $* yourself"
-    if [ -z "${_APT_UPDATED:-}" ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-        _APT_UPDATED=1
-    fi
-    say "installing $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 engine_answers() { timeout "${1:-10}" docker info >/dev/null 2>&1; }
 
@@ -75,30 +65,10 @@ start_engine() {
 
 build_image() {
     docker image inspect "$IMAGE" >/dev/null 2>&1 && return 0
-    local busybox=/bin/busybox
-    if ! { [ -x "$busybox" ] && file_is_static "$busybox"; }; then
-        dpkg -s busybox-static >/dev/null 2>&1 || apt_install busybox-static
-    fi
-    [ -x "$busybox" ] || die "no $busybox after installing busybox-static"
-    local root
-    root="$(mktemp -d)"
-    trap 'rm -rf "$root"' RETURN
-    mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/root" "$root/proc" "$root/sys" "$root/dev" "$root/home"
-    chmod 1777 "$root/tmp"
-    cp "$busybox" "$root/bin/busybox"
-    chroot "$root" /bin/busybox --install -s /bin
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$root/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
-    tar -C "$root" -c . | docker import \
-        -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        - "$IMAGE" >/dev/null
+    rootfs_tar | docker import "${IMAGE_CHANGES[@]}" - "$IMAGE" >/dev/null
     say "built $IMAGE"
 }
 
-file_is_static() {
-    # busybox-static replaces /bin/busybox with a static binary; a dynamic one cannot run in the image.
-    ! ldd "$1" >/dev/null 2>&1
-}
 
 engine_answers || start_engine
 build_image

@@ -31,20 +31,10 @@ CNI_DIR=/etc/containers/cni-loopback
 
 say() { printf 'podman-engine: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+# shellcheck source=scripts/engine-lib.sh
+. "$(dirname "$0")/engine-lib.sh"
 
-have_root() { [ "$(id -u)" -eq 0 ]; }
-is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null; }
 
-apt_install() {
-    have_root || die "need root to install $* (apt-get install $*)"
-    is_debian || die "not Debian: install $* yourself"
-    if [ -z "${_APT_UPDATED:-}" ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-        _APT_UPDATED=1
-    fi
-    say "installing $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 # A Podman service answers on the socket: /_ping says OK and carries Podman's API header.
 engine_answers() {
@@ -183,31 +173,11 @@ image_exists() {
 build_image() {
     image_exists && return 0
     command -v podman >/dev/null || die "$IMAGE is absent and there is no podman CLI to import it"
-    local busybox=/bin/busybox
-    if ! { [ -x "$busybox" ] && file_is_static "$busybox"; }; then
-        dpkg -s busybox-static >/dev/null 2>&1 || apt_install busybox-static
-    fi
-    [ -x "$busybox" ] || die "no $busybox after installing busybox-static"
-    local root
-    root="$(mktemp -d)"
-    trap 'rm -rf "$root"' RETURN
-    mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/root" "$root/proc" "$root/sys" "$root/dev" "$root/home"
-    chmod 1777 "$root/tmp"
-    cp "$busybox" "$root/bin/busybox"
-    chroot "$root" /bin/busybox --install -s /bin
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$root/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
-    tar -C "$root" -c . | podman import -q \
-        -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        - "$IMAGE" >/dev/null
+    rootfs_tar | podman import -q "${IMAGE_CHANGES[@]}" - "$IMAGE" >/dev/null
     image_exists || die "imported $IMAGE but the service does not see it"
     say "built $IMAGE"
 }
 
-file_is_static() {
-    # busybox-static replaces /bin/busybox with a static binary; a dynamic one cannot run in the image.
-    ! ldd "$1" >/dev/null 2>&1
-}
 
 case "${1:-start}" in
     start)
