@@ -136,6 +136,11 @@ class RawMethod:
         else:
             self._connector = aiohttp.UnixConnector(self.ctx.engine.socket, limit=self.limit)
             self._docker = aiodocker.Docker(url="unix://localhost", connector=self._connector)
+        # The API version is negotiated here, once: aiodocker does it on a client's first call,
+        # for every call made before it is known (no lock). On Docker a GET /version costs about
+        # a millisecond; on Podman 0.3 s (it runs conmon, runc and dpkg-query), and 104 waits
+        # started at once on a fresh client spent their first seconds on 104 of them.
+        await self._docker.version()
 
     async def close(self) -> None:
         if self._docker is not None:

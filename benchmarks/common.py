@@ -464,6 +464,8 @@ class RssSampler:
 def _engine_pid(engine: Engine) -> int | None:
     """dockerd (or ``podman system service``) serving the engine's socket (other engines may
     run on this host)."""
+    if engine.podman:
+        return _podman_pid(engine)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -472,16 +474,6 @@ def _engine_pid(engine: Engine) -> int | None:
                 argv = f.read().decode(errors="replace").split("\x00")
         except OSError:
             continue
-        if engine.podman:
-            # podman [options] system service [--time=0] unix:///path: the URL is the last word
-            if (
-                argv
-                and os.path.basename(argv[0]) == "podman"
-                and "service" in argv
-                and any(a.endswith(engine.socket) for a in argv)
-            ):
-                return int(entry)
-            continue
         if not argv or os.path.basename(argv[0]) != "dockerd":
             continue
         hosts = [a.split("=", 1)[1] for a in argv if a.startswith(("--host=", "-H="))]
@@ -489,6 +481,32 @@ def _engine_pid(engine: Engine) -> int | None:
         if not hosts or any(h.endswith(engine.socket) for h in hosts):
             return int(entry)
     return None
+
+
+def _podman_pid(engine: Engine) -> int | None:
+    """``podman [options] system service [--time=0] unix://SOCKET``: the oldest such process.
+
+    The service forks for every conmon it runs; until the child execs, it shows the service's
+    command line (seen here, under load): the oldest match is the service itself.
+    """
+    found: list[tuple[int, int]] = []  # (start time in ticks, pid)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\x00")
+            if not (
+                os.path.basename(argv[0]) == "podman"
+                and "service" in argv
+                and any(a.endswith(engine.socket) for a in argv)
+            ):
+                continue
+            with open(f"/proc/{entry}/stat") as f:
+                found.append((int(f.read().rsplit(")", 1)[1].split()[19]), int(entry)))
+        except (OSError, IndexError, ValueError):
+            continue
+    return min(found)[1] if found else None
 
 
 def engine_cpu_seconds(engine: Engine) -> float | None:

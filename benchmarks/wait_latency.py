@@ -175,7 +175,9 @@ async def run(ctx: Context) -> Section:
         table.notes.append(
             "Podman (events_logger file): its service reads the events file every 250 ms, so "
             "events reach every client late; a wait fed by events cannot beat that delivery, "
-            "an inspect (polling) sees the exit sooner"
+            "an inspect (polling) sees the exit sooner; Podman 4.3's compat wait endpoint "
+            "polls every 1 µs (containers/podman#18150), so pending aiodocker/docker-py waits "
+            "also load its service"
         )
     errors = sorted({e for res in results.values() for e in res.errors})
     if errors:
