@@ -20,6 +20,7 @@ async def test_demo_runs_end_to_end() -> None:
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text
     assert "finished done" in text, text
-    assert "hello from" in text and "to stderr" in text, text
+    assert "hello from" in text, text
+    assert "to stderr" in text, text
     assert [line.split()[-1] for line in text.splitlines() if "tick" in line] == ["1", "2", "3"]
     assert "6 tasks ['DONE']" in text, text
