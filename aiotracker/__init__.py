@@ -23,7 +23,7 @@ from ._exceptions import (
     UnsupportedOperationError,
     WaitTimeoutError,
 )
-from ._model import JobControlAction, JobInfo, JobState, JobTemplate
+from ._model import JobControlAction, JobInfo, JobState, JobTemplate, StateChange
 from ._tracker import DockerTracker, TrackerStatistics
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "JobInfo",
     "JobState",
     "JobTemplate",
+    "StateChange",
     # exceptions
     "DrmCommunicationError",
     "EngineError",

@@ -87,11 +87,14 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A published state change, for the tracker's launcher bookkeeping."""
+    """A published state change, for the tracker's launchers and watchers."""
 
     job_id: str
     array_id: str | None
     state: JobState | None  # None: the job is gone
+    # What watchers also see (not part of a change's identity).
+    old: JobState | None = field(default=None, compare=False)  # None: new to the cache
+    exit_code: int | None = field(default=None, compare=False)  # the die's, when known
 
 
 class StateCache:
@@ -137,10 +140,11 @@ class StateCache:
     def _publish(self, job: Job, state: JobState, out: Wakeups, changes: list[Change]) -> None:
         if job.state is state:
             return
-        job.state = state
+        old, job.state = job.state, state
         if state in ACTIVE:
             job.ever_started = True
-        changes.append(Change(job.job_id, job.array_id, state))
+        code = job.die_exit_code if state in TERMINAL else None
+        changes.append(Change(job.job_id, job.array_id, state, old, code))
         for waiter in job.waiters:
             if state in waiter.wanted:
                 out.append((waiter, state))
@@ -383,7 +387,7 @@ class StateCache:
     def _forget(self, job: Job, out: Wakeups, changes: list[Change]) -> None:
         del self._jobs[job.job_id]
         self._bury(job.job_id)
-        changes.append(Change(job.job_id, job.array_id, None))
+        changes.append(Change(job.job_id, job.array_id, None, job.state))
         for waiter in job.waiters:
             out.append(
                 (waiter, JobNotFoundError(f"job {job.job_id} was deleted", job_id=job.job_id))

@@ -202,3 +202,23 @@ class JobInfo:
 
 _TIME_FIELDS = frozenset({"submission_time", "dispatch_time", "finish_time"})
 _DURATION_FIELDS = frozenset({"wallclock_time", "cpu_time"})
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A change of a job's state, as the tracker applied it (``DockerTracker.watch``).
+
+    ``old_state`` is None for a job new to the tracker and in the first report of a watch
+    opened with ``initial=True``; ``new_state`` is None when the job was deleted (or removed
+    by the engine). ``time`` is the engine's clock when the tracker applied it;
+    ``exit_status`` is the exit code the die reported, for DONE and FAILED when known. A
+    change with ``lost > 0`` (and no job) is a marker: the watcher's buffer was full and that
+    many changes were dropped at this point; list the jobs again to catch up.
+    """
+
+    job_id: str
+    old_state: JobState | None
+    new_state: JobState | None
+    time: datetime
+    exit_status: int | None = None
+    lost: int = 0

@@ -20,6 +20,8 @@ import anyio
 
 from ._arrays import ArrayLauncher
 from ._cache import TERMINAL, Change, Job, StateCache
+from ._changes import ChangeFeed
+from ._checks import utcnow
 from ._control import Controller
 from ._copier import OutputCopier, Source, recovery
 from ._engine.base import ContainerSummary, Engine, EngineInfo
@@ -88,6 +90,7 @@ class Runtime:
         self.control = Controller(
             engine, self.cache, self.sync, self.submitter, self.launcher, self.publish
         )
+        self.changes = ChangeFeed(self.cache, lambda: utcnow() + self.clock_offset)
         self.watch = OutputWatch(engine, self.cache, self.copier, self.tasks, self.exits)
         self.closed = False
         self._host_task: asyncio.Task[None] | None = None
@@ -109,6 +112,7 @@ class Runtime:
         wakeups, changes = result
         wakeups.resolve()
         self.launcher.on_changes(changes)
+        self.changes.on_changes(changes)
 
     def _engine_lost(self) -> None:
         error = DrmCommunicationError("the Docker engine has been unreachable")

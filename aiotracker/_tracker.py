@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
@@ -21,6 +21,7 @@ from typing import Literal, Self
 import anyio
 
 from ._cache import TERMINAL
+from ._changes import Stream, Watcher
 from ._checks import check_key, check_timeout, control_action, json_ids, utcnow
 from ._config import ArrayTask
 from ._engine.base import Engine
@@ -39,7 +40,7 @@ from ._exceptions import (
 )
 from ._labels import TEMPLATE_LABEL
 from ._mapping import job_info_from_details, task_indexes, tracker_view
-from ._model import JobControlAction, JobInfo, JobState, JobTemplate
+from ._model import JobControlAction, JobInfo, JobState, JobTemplate, StateChange
 from ._runtime import Runtime
 from ._template_label import decode_template_label
 from ._watch import OutputStream
@@ -371,6 +372,79 @@ class DockerTracker:
         finally:
             self._cache.remove_waiter(waiter)
 
+    # -- many jobs at once -------------------------------------------------------------
+
+    def watch(
+        self, jobs: Iterable[str] | None = None, states: Iterable[JobState] | None = None,
+        *, initial: bool = False, max_buffer: int = 10_000,
+    ) -> Stream[StateChange]:  # fmt: skip
+        """The session's state changes as the tracker applies them (DRMAA2 event
+        notification): an async iterator of ``StateChange``, from the one event stream and
+        cache (no task or connection per job). ``jobs``: job ids and array ids to cover
+        (None: every job); ``states``: the new states wanted (None: all). ``initial``: first
+        the current state of every job covered (``old_state`` None), taken in the same step
+        as the registration, so no change falls between a listing and the watch. Holds up to
+        ``max_buffer`` changes for a slow consumer; beyond, changes are dropped and a marker
+        (``lost`` > 0) says how many, where. Leave with ``async with``, ``break`` or
+        ``aclose()``: nothing stays registered.
+        """
+        self._check_open()
+        keys = None if jobs is None else frozenset(_ids(jobs))
+        wanted = None if states is None else frozenset(_states(states))
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            raise InvalidArgumentError(f"max_buffer must be an int >= 1, got {max_buffer!r}")
+        watcher = Watcher(keys, wanted, max_buffer)
+        return Stream(self._rt.changes.watch(watcher, initial=initial))
+
+    async def wait_any(
+        self, job_ids: Iterable[str], *states: JobState, timeout: float | None = None
+    ) -> tuple[str, JobState]:
+        """Wait until one of the jobs is in one of ``states`` (default: DONE or FAILED);
+        return ``(job_id, state)``. One registration for all jobs: linear in their number,
+        constant per change. ``InvalidStateError`` when every job ended without getting
+        there; ``JobNotFoundError`` for an unknown or deleted job; ``WaitTimeoutError``."""
+        ids, wanted = await self._many(job_ids, states, timeout)
+        return await self._rt.changes.wait_any(ids, wanted, timeout)
+
+    async def wait_all(
+        self, job_ids: Iterable[str], *states: JobState, timeout: float | None = None
+    ) -> dict[str, JobState]:
+        """Wait until every job is in one of ``states`` (default: DONE or FAILED); return
+        each one's state. ``InvalidStateError`` as soon as one ends in a state not waited
+        for; ``JobNotFoundError``; ``WaitTimeoutError``."""
+        ids, wanted = await self._many(job_ids, states, timeout)
+        return await self._rt.changes.wait_all(ids, wanted, timeout)
+
+    def as_completed(
+        self, job_ids: Iterable[str], *, timeout: float | None = None
+    ) -> Stream[tuple[str, JobState]]:
+        """An async iterator of ``(job_id, state)`` for each job as it ends (DONE or
+        FAILED), those already ended first; one registration for all of them.
+        ``WaitTimeoutError`` if they have not all ended within ``timeout`` seconds."""
+        raw = list(job_ids) if not isinstance(job_ids, str) else [job_ids]
+
+        async def completed() -> AsyncGenerator[tuple[str, JobState], None]:
+            ids, _ = await self._many(raw, (), timeout)
+            inner = self._rt.changes.as_completed(ids, timeout)
+            async with contextlib.aclosing(inner):
+                async for item in inner:
+                    yield item
+
+        return Stream(completed())
+
+    async def _many(
+        self, job_ids: Iterable[str], states: Iterable[JobState], timeout: float | None
+    ) -> tuple[list[str], frozenset[JobState]]:
+        self._check_open()
+        check_timeout(timeout)
+        wanted = frozenset(_states(states)) or TERMINAL
+        ids = [j if j in self._cache else await self._sync.known(j) for j in _ids(job_ids)]
+        if not ids:
+            raise InvalidArgumentError("no jobs to wait for")
+        if self._rt.feed.engine_lost:
+            raise DrmCommunicationError("the Docker engine is unreachable")
+        return ids, wanted
+
     async def delete_job(self, job_id: str) -> None:
         """Remove a finished job's container (and its anonymous volumes).
 
@@ -440,3 +514,20 @@ class DockerTracker:
             left = None if deadline is None else max(0.0, deadline - anyio.current_time())
             out[job_id] = await self.wait(job_id, *states, timeout=left)
         return out
+
+
+def _ids(job_ids: Iterable[str]) -> list[str]:
+    if isinstance(job_ids, str):
+        raise InvalidArgumentError("job ids must be given as a collection of strings")
+    ids = list(job_ids)
+    if not all(isinstance(j, str) for j in ids):
+        raise InvalidArgumentError("job ids must be given as a collection of strings")
+    return ids
+
+
+def _states(states: Iterable[JobState]) -> list[JobState]:
+    states = list(states)
+    for s in states:
+        if not isinstance(s, JobState):
+            raise InvalidArgumentError(f"states must be JobState values, got {s!r}")
+    return states

@@ -1,0 +1,156 @@
+"""watch, wait_any, wait_all and as_completed, driven through the fake engine."""
+
+from __future__ import annotations
+
+import random
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from aiotracker import (
+    DockerTracker,
+    InvalidArgumentError,
+    InvalidStateError,
+    JobState,
+    StateChange,
+    WaitTimeoutError,
+)
+from aiotracker._engine.fake import FakeEngine
+from tests.unit.test_races import engine, job, tracker, until
+
+__all__ = ["engine", "tracker"]  # the fixtures of test_races
+
+DONE, FAILED, RUNNING = JobState.DONE, JobState.FAILED, JobState.RUNNING
+
+
+async def started(tracker: DockerTracker, n: int = 1) -> list[str]:
+    ids = [await tracker.add_job(job("sleep", "100")) for _ in range(n)]
+    for job_id in ids:
+        assert await tracker.wait(job_id, RUNNING, timeout=2) is RUNNING
+    return ids
+
+
+async def test_watch_sees_one_jobs_changes_in_order(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    [job_id] = await started(tracker)
+    seen: list[StateChange] = []
+    async with tracker.watch([job_id]) as changes:
+        await tracker.job_control(job_id, "suspend")
+        await tracker.job_control(job_id, "resume")
+        engine.exit(job_id, 0)
+        async for change in changes:
+            seen.append(change)
+            if change.new_state is DONE:
+                break
+    assert [(c.old_state, c.new_state) for c in seen] == [
+        (RUNNING, JobState.SUSPENDED), (JobState.SUSPENDED, RUNNING), (RUNNING, DONE),
+    ]  # fmt: skip
+    assert seen[-1].exit_status == 0
+    assert tracker._rt.changes.watchers == 0
+
+
+async def test_initial_states_come_first_and_nothing_falls_between(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    a, b = await started(tracker, 2)
+    async with tracker.watch(initial=True, states=None) as changes:
+        engine.exit(a, 3)
+        first = [await changes.__anext__(), await changes.__anext__()]
+        assert {(c.job_id, c.old_state, c.new_state) for c in first} == {
+            (a, None, RUNNING), (b, None, RUNNING),
+        }  # fmt: skip
+        end = await changes.__anext__()
+    assert (end.job_id, end.new_state, end.exit_status) == (a, FAILED, 3)
+
+
+async def test_a_watcher_that_never_reads_loses_changes_and_is_told(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    ids = await started(tracker, 5)
+    async with tracker.watch(max_buffer=2) as sleepy:
+        # Registration happens when the iteration starts: start it, then stop reading.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sleepy.__anext__)
+            await anyio.sleep(0.01)
+            for job_id in ids:
+                engine.exit(job_id, 0)
+            with anyio.fail_after(0.5):  # a wait on another job is not held back
+                assert await tracker.wait(ids[-1], timeout=1) is DONE
+        got = [await sleepy.__anext__() for _ in range(3)]
+    # Five changes: the first read took one, two waited in the buffer, two were dropped.
+    assert [c.new_state for c in got[:2]] == [DONE, DONE]
+    assert (got[2].job_id, got[2].lost) == ("", 2)
+    assert tracker._rt.changes.watchers == 0
+
+
+async def test_wait_any_returns_the_first_to_end(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    ids = await started(tracker, 3)
+    async with anyio.create_task_group() as tg:
+        result: list[tuple[str, JobState]] = []
+
+        async def wait() -> None:
+            result.append(await tracker.wait_any(ids))
+
+        tg.start_soon(wait)
+        await anyio.sleep(0.01)
+        engine.exit(ids[1], 1)
+    assert result == [(ids[1], FAILED)]
+    assert await tracker.wait_any(ids) == (ids[1], FAILED)  # already ended: at once
+    assert await tracker.wait_any(ids, RUNNING) in {(ids[0], RUNNING), (ids[2], RUNNING)}
+
+
+async def test_wait_any_refuses_no_jobs_and_fails_when_none_can_get_there(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    with pytest.raises(InvalidArgumentError):
+        await tracker.wait_any([])
+    ids = await started(tracker, 2)
+    for job_id in ids:
+        engine.exit(job_id, 1)
+    with pytest.raises(InvalidStateError):
+        await tracker.wait_any(ids, DONE)
+    with pytest.raises(WaitTimeoutError):
+        await tracker.wait_any(await started(tracker), timeout=0.05)
+
+
+async def test_wait_all_on_50_jobs(engine: FakeEngine, tracker: DockerTracker) -> None:
+    ids = await started(tracker, 50)
+    async with anyio.create_task_group() as tg:
+        result: list[dict[str, JobState]] = []
+
+        async def wait() -> None:
+            result.append(await tracker.wait_all(ids))
+
+        tg.start_soon(wait)
+        for i, job_id in enumerate(random.sample(ids, len(ids))):
+            engine.exit(job_id, i % 2)
+            await anyio.lowlevel.checkpoint()
+    assert set(result[0]) == set(ids)
+    assert set(result[0].values()) == {DONE, FAILED}
+
+
+async def test_as_completed_yields_each_of_1000_jobs_once(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    ids = [await tracker.add_job(job("sleep", "100")) for _ in range(1000)]
+    await until(lambda: all(tracker._cache.require(j).state is RUNNING for j in ids), 10)
+    early = ids[:10]
+    for job_id in early:
+        engine.exit(job_id, 0)
+    await until(lambda: all(tracker._cache.require(j).state is DONE for j in early))
+    order = random.sample(ids[10:], len(ids) - 10)
+    seen: list[str] = []
+    async with tracker.as_completed(ids) as completed:
+        async for job_id, state in completed:
+            assert state is DONE
+            seen.append(job_id)
+            if len(seen) == 10:  # the ended ones came first; now end the rest
+                assert set(seen) == set(early)
+                for other in order:
+                    engine.exit(other, 0)
+    assert sorted(seen) == sorted(ids)
+    assert tracker._rt.changes.watchers == 0
