@@ -4,6 +4,11 @@
 signals in bulk; ``EventWitness`` is an independent event subscriber that records what the
 daemon sends, to compare with what the tracker counted. Both use aiohttp directly (not the
 tracker's client) and close every session they open.
+
+Against Podman (``GET /version`` names a Podman component) an ``event`` filter is applied here,
+not by the engine: Podman 4.3 compares it with its internal names, so ``die`` matches nothing
+(fixed in 4.4.0). Its ``remove`` is recorded as Docker's ``destroy`` and the actions outside the
+filter (``init``, ``cleanup``, ``stop``, ``kill``, ...) are dropped, as the tracker does.
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
 
+_PODMAN_ACTIONS = {"remove": "destroy"}
 _TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
 
@@ -46,13 +52,38 @@ class EngineAPI:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
         self._session: aiohttp.ClientSession | None = None
+        self.podman = False
 
     async def __aenter__(self) -> Self:
         connector = aiohttp.UnixConnector(self.socket_path, limit=0)
         self._session = aiohttp.ClientSession(
             "http://docker", connector=connector, timeout=aiohttp.ClientTimeout()
         )
+        try:
+            async with self._session.get("/version") as resp:
+                resp.raise_for_status()
+                components = (await resp.json()).get("Components") or []
+        except BaseException:
+            await self._session.close()
+            raise
+        self.podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
         return self
+
+    def event_query(
+        self, filters: Mapping[str, Sequence[str]]
+    ) -> tuple[dict[str, list[str]], Callable[[dict[str, Any]], dict[str, Any] | None]]:
+        """The filters to send for ``filters``, and what to make of each event received (None:
+        not one ``filters`` asks for). Docker applies every filter itself."""
+        sent = {k: list(v) for k, v in filters.items()}
+        if not self.podman or "event" not in sent:
+            return sent, lambda event: event
+        wanted = set(sent.pop("event"))
+
+        def keep(event: dict[str, Any]) -> dict[str, Any] | None:
+            action = _PODMAN_ACTIONS.get(event.get("Action", ""), event.get("Action", ""))
+            return {**event, "Action": action} if action in wanted else None
+
+        return sent, keep
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -95,14 +126,16 @@ class EngineAPI:
         self, filters: Mapping[str, Sequence[str]], since_ns: int, until_ns: int
     ) -> list[dict[str, Any]]:
         """What the daemon's replay ring still holds for ``filters`` in [since, until]."""
+        sent, keep = self.event_query(filters)
         params = {
-            "filters": json.dumps(dict(filters)),
+            "filters": json.dumps(sent),
             "since": since_param(since_ns),
             "until": since_param(until_ns),
         }
         async with self.session.get("/events", params=params) as resp:
             resp.raise_for_status()
-            return [json.loads(line) async for line in resp.content if line.strip()]
+            events = [keep(json.loads(line)) async for line in resp.content if line.strip()]
+        return [e for e in events if e is not None]
 
     def witness(self, filters: Mapping[str, Sequence[str]], since_ns: int) -> EventWitness:
         return EventWitness(self, filters, since_ns)
@@ -117,7 +150,8 @@ class EventWitness:
 
     def __init__(self, api: EngineAPI, filters: Mapping[str, Sequence[str]], since_ns: int) -> None:
         self._api = api
-        self._params = {"filters": json.dumps(dict(filters)), "since": since_param(since_ns)}
+        sent, self._keep = api.event_query(filters)
+        self._params = {"filters": json.dumps(sent), "since": since_param(since_ns)}
         self.events: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -149,8 +183,7 @@ class EventWitness:
                 resp.raise_for_status()
                 ready.set_result(None)
                 async for line in resp.content:
-                    if line.strip():
-                        event = json.loads(line)
+                    if line.strip() and (event := self._keep(json.loads(line))) is not None:
                         # Jobs' events only: the trackers' lease containers share the session.
                         if "aiotracker.lease" not in event.get("Actor", {}).get("Attributes", {}):
                             self.events.append(event)

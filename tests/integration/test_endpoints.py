@@ -40,6 +40,13 @@ from tests.integration._tls import TLSFiles, cert_dir, free_port, make_tls
 
 Make = Callable[..., JobTemplate]
 
+pytestmark = pytest.mark.docker_only(
+    "every test drives a dockerd of its own (ExtraEngine) listening with --tlsverify on "
+    "127.0.0.1, whatever the engine under test; Podman 4.3's service has no TLS listener "
+    "(`podman system service` has no TLS options) and its image cannot be `docker load`ed "
+    "into that dockerd under its short name (it is saved as localhost/aiotracker/busybox)"
+)
+
 _CLIENT_VARS = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT",
                 "DOCKER_CONFIG", "DOCKER_API_VERSION")  # fmt: skip
 FAIL_TIMEOUT = 5.0  # engine_timeout of the trackers that must fail

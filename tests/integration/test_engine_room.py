@@ -638,6 +638,11 @@ def _fill_disk(path: Path) -> None:
                 raise
 
 
+@pytest.mark.docker_only(
+    "fills the disk of a dockerd of its own (ExtraEngine) whose data root is a 64 MiB tmpfs; "
+    "the Podman service under test shares its storage with the host's Podman and cannot be "
+    "given a small disk of its own"
+)
 async def test_full_disk_is_an_engine_error_not_the_jobs(
     small_disk_engine: ExtraEngine, session_name: str, labels: dict[str, str], template: Make
 ) -> None:

@@ -43,7 +43,7 @@ from aiotracker import (
 )
 from aiotracker._engine.base import EVENT_ACTIONS
 from aiotracker._labels import SESSION_LABEL, container_name
-from tests.conftest import RUN_LABEL, RUN_TOKEN, TEST_IMAGE
+from tests.conftest import ENGINE, RUN_LABEL, RUN_TOKEN, TEST_IMAGE
 from tests.integration._cli import (
     MAIN_SOCKET,
     adocker,
@@ -125,6 +125,20 @@ def report(capsys: pytest.CaptureFixture[str], text: str) -> None:
 
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+@contextlib.asynccontextmanager
+async def reaped(tasks: list[asyncio.Task[Any]]) -> AsyncIterator[None]:
+    """Cancel and await ``tasks`` at the end (also when the test fails): an exception no one
+    retrieved is logged when the task is collected, and a collection during pytest's report
+    of a later failure has crashed pytest (CPython 3.11's "AST constructor recursion depth
+    mismatch", see PODMAN.md)."""
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # -- fixtures -------------------------------------------------------------------------------------
@@ -210,15 +224,18 @@ async def test_cut_stream_waits_survive_and_gap_is_replayed(
     """A cut stream keeps waits pending, then replays the gap from the last event exactly once."""
     caplog.set_level(logging.INFO, logger="aiotracker")
     t0 = await api.system_time_ns()
+    tasks: list[asyncio.Task[Any]] = []
     async with (
         api.witness(session_filters(session_name), t0) as witness,
         DockerTracker(session_name, docker_url=proxy.url, labels=labels) as tracker,
+        reaped(tasks),
     ):
         done = await tracker.add_job(template("sh", "-c", TRAP_TERM))
         failed = await tracker.add_job(template("sleep", "1000"))
         paused = await tracker.add_job(template("sleep", "1000"))
         waits = [asyncio.create_task(tracker.wait(j)) for j in (done, failed)]
         suspended = asyncio.create_task(tracker.wait(paused, JobState.SUSPENDED))
+        tasks += [*waits, suspended]
         # Both subscribers have seen create and start of all three jobs before the cut.
         await witness.until(6)
         await eventually(
@@ -294,6 +311,11 @@ async def test_cut_stream_waits_survive_and_gap_is_replayed(
         assert len(tracker_warnings(caplog, session_name)) == 4
 
 
+@pytest.mark.docker_only(
+    "pushes the gap out of dockerd's 256-event replay ring; Podman's file events backend "
+    "replays its whole log since `since` (no ring; the log is rotated only at "
+    "events_logfile_max_size, 1 GiB here), so the gap cannot be made unreplayable"
+)
 async def test_gap_longer_than_replay_ring_is_reconciled(
     proxy: UnixProxy, api: EngineAPI, session_name: str, labels: dict[str, str],
     template: Make, plain_container: str,
@@ -352,6 +374,11 @@ async def test_gap_longer_than_replay_ring_is_reconciled(
 # -- daemon restart and engine loss ---------------------------------------------------------
 
 
+@pytest.mark.docker_only(
+    "stops and restarts a dockerd of its own (ExtraEngine, by its pid); the Podman service "
+    "under test is shared by the whole run and its containers are not its children (conmon "
+    "keeps them running across a service restart), so there is no daemon restart to test"
+)
 @pytest.mark.parametrize("cut_first", [False, True], ids=["stream-open", "stream-cut-first"])
 async def test_daemon_restart_fails_pending_waits_within_2s(
     extra_engine: ExtraEngine, session_name: str, labels: dict[str, str], template: Make,
@@ -421,6 +448,10 @@ async def test_engine_gone_behind_proxy(
     await _engine_gone(proxy.url, None, go_away, proxy.restore, session_name, labels, template)
 
 
+@pytest.mark.docker_only(
+    "stops and restarts a dockerd of its own (ExtraEngine, by its pid); an engine that goes "
+    "away is tested on Podman too, behind a proxy (test_engine_gone_behind_proxy)"
+)
 async def test_engine_stopped_then_started(
     extra_engine: ExtraEngine, session_name: str, labels: dict[str, str], template: Make
 ) -> None:
@@ -1107,6 +1138,18 @@ HOST_OPTIONS = {
     "IpcMode": ("private", {"ipc": "host"}, "host"),
     "UTSMode": ("", {"uts": "host"}, "host"),
 }
+# Podman's inspect says so where nothing is asked (the same namespaces: a private one of the
+# container's own; Docker's "private" IPC is Podman's "shareable"), and lists no binds as [].
+PODMAN_DEFAULTS: dict[str, Any] = {
+    "PidMode": "private", "IpcMode": "shareable", "UTSMode": "private", "Binds": [],
+}  # fmt: skip
+
+
+def default(key: str) -> Any:
+    """The inspect value of ``key`` when the template does not ask for it, on this engine."""
+    if ENGINE == "podman" and key in PODMAN_DEFAULTS:
+        return PODMAN_DEFAULTS[key]
+    return HOST_OPTIONS[key][0] if key in HOST_OPTIONS else None
 
 
 @pytest.mark.parametrize("asked", [None, *HOST_OPTIONS, "Binds"])
@@ -1122,13 +1165,27 @@ async def test_host_options_only_when_asked(
     # Held: created, never started (this host may not allow privileged containers to run).
     job = await tracker.add_job(template("true", submit_as_hold=True, **fields))
     host = (await inspect_all([job]))[job]["HostConfig"]
-    for key, (default, _, value) in HOST_OPTIONS.items():
-        expected = value if key == asked else default
-        if key == "NetworkMode" and expected == "default":
+    podman_ipc = ENGINE == "podman" and asked in (None, "IpcMode")
+    if podman_ipc:
+        # Podman 4.3's inspect says "shareable" also for the host's IPC namespace: the job
+        # itself tells which namespace it has.
+        out = tmp_path / "ipc"
+        reader = await tracker.add_job(
+            template("readlink", "/proc/self/ns/ipc", output_path=str(out), **fields)
+        )
+        assert await tracker.wait(reader, timeout=60) is JobState.DONE
+        assert (out.read_text().strip() == os.readlink("/proc/self/ns/ipc")) == bool(asked)
+    for key, (_, _, value) in HOST_OPTIONS.items():
+        expected = value if key == asked else default(key)
+        if key == "IpcMode" and podman_ipc:
+            assert host[key] == default(key), key
+        elif key == "NetworkMode" and expected == "default":
             assert host[key] != "host"
         else:
             assert host[key] == expected, key
-    assert host["Binds"] == ([f"{tmp_path}:/data"] if asked == "Binds" else None)
+    # Podman's inspect lists a bind with the options it applied (its defaults, nothing asked).
+    bind = f"{tmp_path}:/data" + (":rw,rprivate,rbind" if ENGINE == "podman" else "")
+    assert host["Binds"] == ([bind] if asked == "Binds" else default("Binds"))
     assert not host.get("Mounts")
     assert not host.get("CapAdd")
     assert not host.get("Devices")
@@ -1147,4 +1204,5 @@ async def test_command_is_an_argument_list_never_a_shell(
     assert out.read_text() == " ".join(args) + "\n"
     config = (await inspect_all([job]))[job]["Config"]
     assert config["Cmd"] == ["echo", *args]
-    assert config["Entrypoint"] is None
+    # No entrypoint wraps the command (Podman's inspect shows none as [], Docker's as null).
+    assert config["Entrypoint"] == ([] if ENGINE == "podman" else None)
