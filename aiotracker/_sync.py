@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -20,7 +21,14 @@ from ._cache import TERMINAL, Change, StateCache
 from ._engine.base import ContainerDetails, ContainerEvent, ContainerSummary, Engine
 from ._errors import engine_errors
 from ._exceptions import JobNotFoundError, TrackerError
-from ._labels import LEASE_LABEL, SESSION_LABEL, base_name, container_name, is_container_id
+from ._labels import (
+    ARRAY_LABEL,
+    LEASE_LABEL,
+    SESSION_LABEL,
+    base_name,
+    container_name,
+    is_container_id,
+)
 from ._mapping import state_from_summary
 from ._model import JobState
 from ._tasks import Tasks
@@ -191,6 +199,15 @@ class Sync:
         if details.labels.get(SESSION_LABEL) != self._session or LEASE_LABEL in details.labels:
             raise JobNotFoundError(f"no job {job_id!r} in this session", job_id=job_id)
         return details
+
+    async def array_tasks(self, array_id: str) -> None:
+        """Learn every task of an array (one listing, an inspect for each the cache lacks):
+        another tracker's array may be newer than its create events here."""
+        summaries = await self._list()
+        for s in summaries:
+            if s.labels.get(ARRAY_LABEL) == array_id and s.container_id not in self._cache:
+                with contextlib.suppress(JobNotFoundError):
+                    await self.known(s.container_id)
 
     async def named(self, job_name: str) -> list[str]:
         """The ids of this session's jobs with that job name (one listing)."""

@@ -480,6 +480,9 @@ class DockerTracker:
         if array_id.startswith("["):
             return [await self._sync.known(job_id) for job_id in json_ids(array_id)]
         tasks = self._cache.array_jobs(array_id)
+        if not tasks or len(tasks) < tasks[0].array_size:
+            await self._sync.array_tasks(array_id)  # another tracker's, newer than its events
+            tasks = self._cache.array_jobs(array_id)
         if not tasks:
             raise JobNotFoundError(f"no array job {array_id!r} in this session", job_id=array_id)
         return [t.job_id for t in tasks]
