@@ -115,8 +115,8 @@ class ChangeFeed:
     def watchers(self) -> int:
         return len(self._everything) + len({w for ws in self._by_key.values() for w in ws})
 
-    def on_changes(self, changes: Iterable[Change]) -> None:
-        if not self._everything and not self._by_key:
+    def on_changes(self, changes: list[Change]) -> None:
+        if not changes or (not self._everything and not self._by_key):
             return
         now = self._clock()
         for c in changes:
@@ -236,8 +236,11 @@ class ChangeFeed:
                         yield job_id, _reached(job_id, state, TERMINAL)[job_id]
                 if not left:
                     return
-                with _deadline(deadline, f"{len(left)} jobs did not end"):
+                if timeout is None:
                     change = await watcher.next()
+                else:
+                    with _deadline(deadline, f"{len(left)} jobs did not end"):
+                        change = await watcher.next()
                 done = {change.job_id: change.new_state}
         finally:
             self.unregister(watcher)

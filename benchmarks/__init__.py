@@ -1,6 +1,6 @@
 """Benchmarks of aiotracker against the ways Docker jobs are tracked today (issue 6).
 
-Run them all, side by side, with ``python -m benchmarks --quick`` (under 3 minutes) or
+Run them all, side by side, with ``python -m benchmarks --quick`` (about 3 minutes) or
 ``python -m benchmarks --full``; ``benchmarks/RESULTS.md`` records a full run. ``--engine podman``
 runs them against the Podman service (scripts/podman-engine.sh) instead of Docker; what cannot
 apply there is skipped with its reason.
@@ -16,6 +16,9 @@ Modules:
   aiodocker's per-job ``wait()``; docker-py in threads; raw aiodocker create+start).
 - ``wait_latency``, ``idle``, ``queries``, ``submission``, ``arrays``, ``output``, ``scale``:
   measurements 1 to 7 of the issue, one table (or two) each.
+- ``many_waits``: measurement 8 (issue 13): many pending jobs drained by ``as_completed`` as
+  they end, against a task per job; on the fake engine (the tracker's own cost) and the real
+  one.
 - ``runner``: runs them in order and removes every container it made, also on error or Ctrl-C.
 
 These are benchmarks, not tests: nothing asserts on a timing; each goal is printed as met or

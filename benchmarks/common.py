@@ -116,7 +116,7 @@ ENGINES = {e.name: e for e in (DOCKER, PODMAN)}
 
 @dataclass(frozen=True, slots=True)
 class Sizes:
-    """How big each measurement is; ``QUICK`` fits the whole run in under 3 minutes."""
+    """How big each measurement is; ``QUICK`` runs all eight in about 3 minutes."""
 
     mode: str
     wait_jobs: int  # 1: jobs per method (rounds of 10)
@@ -132,17 +132,23 @@ class Sizes:
     output_reps: int  # 6: interleaved repetitions, median reported
     scale_jobs: tuple[int, ...]  # 7: cache sizes (cumulative)
     open_jobs: int  # 7: open a tracker on a session of this many jobs
+    many_jobs: int  # 8: pending jobs on the fake engine
+    many_wait_cap: int  # 8: at most this many for the (quadratic) asyncio.wait loop
+    many_real_jobs: int  # 8: held jobs on the real engine (0: none)
+    many_rounds: int  # 8: interleaved rounds, median reported
 
 
 QUICK = Sizes(
     mode="quick", wait_jobs=10, idle_jobs=104, idle_seconds=2.0, query_seconds=0.5,
     submit_jobs=10, submit_reps=1, array_tasks=8, array_reps=1, bounded_tasks=10,
     output_bytes=4 * 2**20, output_reps=1, scale_jobs=(40, 80), open_jobs=40,
+    many_jobs=1000, many_wait_cap=1000, many_real_jobs=25, many_rounds=1,
 )  # fmt: skip
 FULL = Sizes(
     mode="full", wait_jobs=50, idle_jobs=200, idle_seconds=10.0, query_seconds=3.0,
     submit_jobs=50, submit_reps=3, array_tasks=50, array_reps=3, bounded_tasks=25,
     output_bytes=20 * 2**20, output_reps=3, scale_jobs=(1000, 5000), open_jobs=1000,
+    many_jobs=10_000, many_wait_cap=10_000, many_real_jobs=150, many_rounds=3,
 )  # fmt: skip
 
 

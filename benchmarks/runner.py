@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import aiotracker
 
-from . import arrays, idle, output, scale, submission, wait_latency
+from . import arrays, idle, many_waits, output, scale, submission, wait_latency
 from .common import (
     ENGINES,
     FULL,
@@ -41,13 +41,13 @@ from .common import (
 )
 from .observer import Observer
 
-ALL = (1, 2, 3, 4, 5, 6, 7)
+ALL = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="small sizes, under 3 minutes (default)")
+    mode.add_argument("--quick", action="store_true", help="small sizes, about 3 minutes (default)")
     mode.add_argument("--full", action="store_true", help="the sizes of issue 6 (RESULTS.md)")
     parser.add_argument(
         "--only", default="", help="comma-separated measurement numbers, e.g. 1,4 (default: all)"
@@ -137,6 +137,7 @@ async def _main(args: argparse.Namespace, ctx: Context, machine: str) -> tuple[l
         await measure(5, lambda: one(arrays.run))
         await measure(6, lambda: one(output.run))
         await measure(7, lambda: one(scale.run))
+        await measure(8, lambda: one(many_waits.run))
     finally:
         await ctx.observer.stop()
         await remove_containers(ctx)
