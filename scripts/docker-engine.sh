@@ -4,12 +4,13 @@
 # - If `docker info` already works, that engine is reused (never restarted).
 # - Else, as root on Debian: install docker.io and busybox-static when missing and start dockerd
 #   in the background with no bridge, no iptables and no forwarding (no container gets a network),
-#   on a data root, exec root and pid file of its own (the socket stays /var/run/docker.sock).
+#   on a data root, exec root and pid file of its own (the socket stays /var/run/docker.sock
+#   unless AIOTRACKER_DOCKER_SOCKET names another).
 # - dockerd with --bridge=none keeps a network sandbox record for every container that ran on the
 #   default network (moby/moby#46583, #42461) and removes them one by one, ~75 ms each, at its next
 #   start: a day of test runs made 16,000 of them and a 20-minute start. The data root is the
-#   project's own, so when it holds no container its network store is dropped before the start
-#   (dockerd recreates the built-in networks; the project makes no other).
+#   project's own, so its network store is dropped before a start (without live-restore every
+#   sandbox in it is stale; dockerd recreates the built-in networks; the project makes no other).
 # - Build aiotracker/busybox:latest when absent: busybox-static and its applets in a root file
 #   system, /etc/passwd with root and nobody, /tmp; loaded with `docker import`. Nothing is pulled.
 set -euo pipefail
@@ -20,6 +21,10 @@ DATA_ROOT="${AIOTRACKER_DOCKERD_DATA_ROOT:-/var/lib/aiotracker/docker}"
 EXEC_ROOT="${AIOTRACKER_DOCKERD_EXEC_ROOT:-/var/run/aiotracker-docker}"
 PIDFILE="${AIOTRACKER_DOCKERD_PIDFILE:-/var/run/aiotracker-dockerd.pid}"
 START_TIMEOUT="${AIOTRACKER_DOCKERD_START_TIMEOUT:-120}"
+SOCKET="${AIOTRACKER_DOCKER_SOCKET:-/var/run/docker.sock}"
+if [ -n "${AIOTRACKER_DOCKER_SOCKET:-}" ]; then
+    export DOCKER_HOST="unix://$SOCKET"  # an engine of its own: the CLI below talks to it
+fi
 
 say() { printf 'docker-engine: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -42,16 +47,18 @@ start_engine() {
         rm -f "$PIDFILE"
     fi
     mkdir -p "$DATA_ROOT" "$EXEC_ROOT"
+    # Every sandbox in the network store is stale now (no live-restore: no container survives
+    # its daemon), and the project makes no network of its own there: the store goes.
     local store="$DATA_ROOT/network/files/local-kv.db"
-    if [ -f "$store" ] && [ -z "$(ls -A "$DATA_ROOT/containers" 2>/dev/null)" ]; then
-        say "no containers in $DATA_ROOT: dropping its network store (stale sandboxes)"
+    if [ -f "$store" ]; then
+        say "dropping $DATA_ROOT's network store (its stale sandboxes would slow the start)"
         rm -f "$store"
     fi
     say "starting dockerd (data root: $DATA_ROOT, log: $LOG)"
     nohup dockerd \
         --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
         --data-root="$DATA_ROOT" --exec-root="$EXEC_ROOT" --pidfile="$PIDFILE" \
-        --host=unix:///var/run/docker.sock \
+        --host="unix://$SOCKET" \
         >>"$LOG" 2>&1 </dev/null &
     local pid=$! deadline=$((SECONDS + START_TIMEOUT))
     while [ "$SECONDS" -lt "$deadline" ]; do
