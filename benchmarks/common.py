@@ -467,11 +467,8 @@ class RssSampler:
         self.peak = max(self.peak, rss_bytes())
 
 
-def _engine_pid(engine: Engine) -> int | None:
-    """dockerd (or ``podman system service``) serving the engine's socket (other engines may
-    run on this host)."""
-    if engine.podman:
-        return _podman_pid(engine)
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, argv) of every process this one can read."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -480,12 +477,22 @@ def _engine_pid(engine: Engine) -> int | None:
                 argv = f.read().decode(errors="replace").split("\x00")
         except OSError:
             continue
-        if not argv or os.path.basename(argv[0]) != "dockerd":
+        if argv and argv[0]:
+            yield int(entry), argv
+
+
+def _engine_pid(engine: Engine) -> int | None:
+    """dockerd (or ``podman system service``) serving the engine's socket (other engines may
+    run on this host)."""
+    if engine.podman:
+        return _podman_pid(engine)
+    for pid, argv in _processes():
+        if os.path.basename(argv[0]) != "dockerd":
             continue
         hosts = [a.split("=", 1)[1] for a in argv if a.startswith(("--host=", "-H="))]
         hosts += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--host", "-H")]
         if not hosts or any(h.endswith(engine.socket) for h in hosts):
-            return int(entry)
+            return pid
     return None
 
 
@@ -496,20 +503,16 @@ def _podman_pid(engine: Engine) -> int | None:
     command line (seen here, under load): the oldest match is the service itself.
     """
     found: list[tuple[int, int]] = []  # (start time in ticks, pid)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid, argv in _processes():
+        if not (
+            os.path.basename(argv[0]) == "podman"
+            and "service" in argv
+            and any(a.endswith(engine.socket) for a in argv)
+        ):
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\x00")
-            if not (
-                os.path.basename(argv[0]) == "podman"
-                and "service" in argv
-                and any(a.endswith(engine.socket) for a in argv)
-            ):
-                continue
-            with open(f"/proc/{entry}/stat") as f:
-                found.append((int(f.read().rsplit(")", 1)[1].split()[19]), int(entry)))
+            with open(f"/proc/{pid}/stat") as f:
+                found.append((int(f.read().rsplit(")", 1)[1].split()[19]), pid))
         except (OSError, IndexError, ValueError):
             continue
     return min(found)[1] if found else None
