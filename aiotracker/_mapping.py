@@ -189,13 +189,22 @@ def job_info_from_details(
 
 
 def tracker_view(
-    info: JobInfo, published: JobState, faults: Sequence[str], incomplete: Sequence[str] = ()
+    info: JobInfo,
+    published: JobState,
+    faults: Sequence[str],
+    incomplete: Sequence[str] = (),
+    *,
+    settled: bool = False,
 ) -> JobInfo:
     """What the engine says of a job, as the tracker publishes it: a job the engine has
-    finished is not finished for the tracker until its output is written; the faults the
+    finished is not finished for the tracker until its output is written; a job whose end
+    the tracker settled (its start refused, or a final die) stays ended whatever a
+    container that never ran, or an inspect racing the exit, still reads; the faults the
     tracker recorded are listed, and joined to the annotation; the output files it could not
     complete are named."""
-    if info.state.is_terminal and not published.is_terminal:
+    unfinished = info.state.is_terminal and not published.is_terminal
+    ended = settled and published.is_terminal and not info.state.is_terminal
+    if unfinished or ended:
         info = dataclasses.replace(info, state=published)
     if faults:
         notes = "; ".join(n for n in (info.annotation, *faults) if n)

@@ -283,7 +283,10 @@ class DockerTracker:
             details, engine_host=self._rt.info.host_name, now=now, cpu_ns=cpu_ns
         )
         job = self._cache.get(details.container_id)
-        return info if job is None else tracker_view(info, job.state, job.faults, job.incomplete)
+        return info if job is None else tracker_view(
+            info, job.state, job.faults, job.incomplete,
+            settled=job.refused or (job.die_is_final and job.exited),
+        )  # fmt: skip
 
     async def job_template(self, job_id: str) -> JobTemplate:
         """The template the job was submitted with, read back from its label (host paths

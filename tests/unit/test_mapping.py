@@ -1473,3 +1473,15 @@ def test_bad_log_size_extensions(extensions: dict[str, str]) -> None:
     """A log size or file count that does not parse is InvalidArgumentError."""
     with pytest.raises(InvalidArgumentError):
         create_config("s", JobTemplate(job_category="busybox", extensions=extensions), cwd="/")
+
+
+def test_tracker_view_keeps_an_end_the_tracker_settled() -> None:
+    """A start refused on Podman leaves the container created with no State.Error: its
+    inspect reads QUEUED, but the tracker settled FAILED."""
+    from aiotracker._mapping import tracker_view
+
+    queued = JobInfo(job_id="j", state=JobState.QUEUED)
+    assert tracker_view(queued, JobState.FAILED, (), settled=True).state is JobState.FAILED
+    assert tracker_view(queued, JobState.FAILED, ()).state is JobState.QUEUED
+    done = JobInfo(job_id="j", state=JobState.DONE)
+    assert tracker_view(done, JobState.RUNNING, ()).state is JobState.RUNNING  # output pending
