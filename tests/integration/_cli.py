@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiotracker._labels import SESSION_LABEL
 from tests.conftest import RUN_LABEL, RUN_TOKEN
@@ -72,3 +73,14 @@ def remove_session_containers(session: str) -> None:
             ["docker", "rm", "-f", "-v", *ids[i : i + 200]],
             capture_output=True, check=False, timeout=300,
         )  # fmt: skip
+
+
+async def gather_bounded(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
+    """Run the calls concurrently, at most ``limit`` at a time, results in order."""
+    sem = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
+        async with sem:
+            return await call()
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))

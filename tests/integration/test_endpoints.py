@@ -24,17 +24,16 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from aiotracker import DockerTracker, DrmCommunicationError, JobState, JobTemplate
 from aiotracker._labels import SESSION_LABEL
 from tests.conftest import RUN_LABEL, RUN_TOKEN
-from tests.integration._cli import MAIN_SOCKET
+from tests.integration._cli import MAIN_SOCKET, gather_bounded
 from tests.integration._dockerd import ExtraEngine
 from tests.integration._tls import TLSFiles, cert_dir, free_port, make_tls
 
@@ -210,17 +209,6 @@ def own_connections(port: int) -> int:
         if fields[2] == remote and fields[3] == "01" and fields[9] in inodes:
             count += 1
     return count
-
-
-async def gather_bounded(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
-    """Run the calls concurrently, at most ``limit`` at a time, results in order."""
-    sem = asyncio.Semaphore(limit)
-
-    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
-        async with sem:
-            return await call()
-
-    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 class Gate:

@@ -51,6 +51,7 @@ from tests.integration._cli import (
     MAIN_SOCKET,
     adocker,
     eventually,
+    gather_bounded,
     remove_session_containers,
     session_containers,
 )
@@ -88,17 +89,6 @@ async def container_states(ids: Sequence[str]) -> dict[str, str]:
         docs = json.loads(await adocker("inspect", *ids[i : i + 200]))
         out.update({d["Id"]: d["State"]["Status"] for d in docs})
     return out
-
-
-async def gather_bounded(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
-    """Run the calls concurrently, at most ``limit`` at a time, results in order."""
-    sem = asyncio.Semaphore(limit)
-
-    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
-        async with sem:
-            return await call()
-
-    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 async def settle(awaitables: Sequence[Awaitable[Any]], timeout: float) -> list[Any]:
