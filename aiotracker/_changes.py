@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Generic, Self, TypeVar
 
 import anyio
 
@@ -25,30 +24,6 @@ from ._exceptions import InvalidStateError, JobNotFoundError, WaitTimeoutError
 from ._model import JobState, StateChange
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
-T = TypeVar("T")
-
-
-class Stream(Generic[T]):
-    """An async iterator that is also an async context manager: leaving the block (or
-    ``aclose()``) unregisters it at once."""
-
-    def __init__(self, items: AsyncGenerator[T, None]) -> None:
-        self._items = items
-
-    def __aiter__(self) -> AsyncIterator[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        return await self._items.__anext__()
-
-    async def aclose(self) -> None:
-        await self._items.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 class _Lost:

@@ -1,13 +1,15 @@
-"""Checks of the public API's arguments (pure): actions, timeouts, keys, array ids."""
+"""Checks of the public API's arguments (pure): actions, timeouts, counts, keys, job and
+array ids, states."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from ._exceptions import InvalidArgumentError, JobNotFoundError
-from ._model import JobControlAction
+from ._model import JobControlAction, JobState
 
 
 def control_action(action: JobControlAction | str) -> JobControlAction:
@@ -23,6 +25,31 @@ def check_timeout(timeout: float | None) -> None:
         not isinstance(timeout, int | float) or timeout < 0 or math.isnan(timeout)
     ):
         raise InvalidArgumentError(f"timeout must be None or >= 0, got {timeout!r}")
+
+
+def check_count(name: str, value: int | None, minimum: int, *, optional: bool = False) -> None:
+    """An int of at least ``minimum`` (or None when ``optional``); never a bool."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = f"{'None or ' if optional else ''}an int >= {minimum}"
+        raise InvalidArgumentError(f"{name} must be {what}, got {value!r}")
+
+
+def check_ids(job_ids: Iterable[str]) -> list[str]:
+    """A collection of ids (never one string, which would be its characters)."""
+    ids = [] if isinstance(job_ids, str) else list(job_ids)
+    if isinstance(job_ids, str) or not all(isinstance(j, str) for j in ids):
+        raise InvalidArgumentError("job ids must be given as a collection of strings")
+    return ids
+
+
+def check_states(states: Iterable[JobState]) -> list[JobState]:
+    states = list(states)
+    for s in states:
+        if not isinstance(s, JobState):
+            raise InvalidArgumentError(f"states must be JobState values, got {s!r}")
+    return states
 
 
 def check_key(key: str | None) -> None:

@@ -21,8 +21,17 @@ from typing import Literal, Self
 import anyio
 
 from ._cache import TERMINAL
-from ._changes import Stream, Watcher
-from ._checks import check_key, check_timeout, control_action, json_ids, utcnow
+from ._changes import Watcher
+from ._checks import (
+    check_count,
+    check_ids,
+    check_key,
+    check_states,
+    check_timeout,
+    control_action,
+    json_ids,
+    utcnow,
+)
 from ._config import ArrayTask
 from ._engine.base import Engine
 from ._engine.docker import DockerEngine
@@ -42,6 +51,7 @@ from ._labels import TEMPLATE_LABEL
 from ._mapping import job_info_from_details, task_indexes, tracker_view
 from ._model import JobControlAction, JobInfo, JobState, JobTemplate, StateChange
 from ._runtime import Runtime
+from ._streams import Stream
 from ._template_label import decode_template_label
 from ._watch import OutputStream
 
@@ -315,10 +325,8 @@ class DockerTracker:
         the log was rotated away, the tracker closed). Use ``async with`` (or ``aclose()``) to
         leave early. Works for any job of the session, with or without output files.
         """
-        if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
-            raise InvalidArgumentError(f"tail must be None or an int >= 0, got {tail!r}")
-        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
-            raise InvalidArgumentError(f"max_buffer must be an int >= 1, got {max_buffer!r}")
+        check_count("tail", tail, 0, optional=True)
+        check_count("max_buffer", max_buffer, 1)
 
         async def chunks() -> AsyncGenerator[bytes, None]:
             self._check_open()
@@ -328,7 +336,7 @@ class DockerTracker:
                 async for chunk in inner:
                     yield chunk
 
-        return OutputStream(chunks())
+        return Stream(chunks())
 
     async def job_control(self, job_id: str, action: JobControlAction | str) -> None:
         """Suspend (docker pause: every process), resume, hold, release or terminate a job.
@@ -354,10 +362,7 @@ class DockerTracker:
         """
         self._check_open()
         check_timeout(timeout)
-        for s in states:
-            if not isinstance(s, JobState):
-                raise InvalidArgumentError(f"wait takes JobState values, got {s!r}")
-        wanted = frozenset(states) or TERMINAL
+        wanted = frozenset(check_states(states)) or TERMINAL
         full = await self._sync.known(job_id)
         if self._rt.feed.engine_lost:
             raise DrmCommunicationError("the Docker engine is unreachable", job_id=full)
@@ -392,10 +397,9 @@ class DockerTracker:
         ``aclose()``: nothing stays registered.
         """
         self._check_open()
-        keys = None if jobs is None else frozenset(_ids(jobs))
-        wanted = None if states is None else frozenset(_states(states))
-        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
-            raise InvalidArgumentError(f"max_buffer must be an int >= 1, got {max_buffer!r}")
+        keys = None if jobs is None else frozenset(check_ids(jobs))
+        wanted = None if states is None else frozenset(check_states(states))
+        check_count("max_buffer", max_buffer, 1)
         watcher = Watcher(keys, wanted, max_buffer)
         return Stream(self._rt.changes.watch(watcher, initial=initial))
 
@@ -440,8 +444,8 @@ class DockerTracker:
     ) -> tuple[list[str], frozenset[JobState]]:
         self._check_open()
         check_timeout(timeout)
-        wanted = frozenset(_states(states)) or TERMINAL
-        ids = [j if j in self._cache else await self._sync.known(j) for j in _ids(job_ids)]
+        wanted = frozenset(check_states(states)) or TERMINAL
+        ids = [j if j in self._cache else await self._sync.known(j) for j in check_ids(job_ids)]
         if not ids:
             raise InvalidArgumentError("no jobs to wait for")
         if self._rt.feed.engine_lost:
@@ -520,20 +524,3 @@ class DockerTracker:
             left = None if deadline is None else max(0.0, deadline - anyio.current_time())
             out[job_id] = await self.wait(job_id, *states, timeout=left)
         return out
-
-
-def _ids(job_ids: Iterable[str]) -> list[str]:
-    if isinstance(job_ids, str):
-        raise InvalidArgumentError("job ids must be given as a collection of strings")
-    ids = list(job_ids)
-    if not all(isinstance(j, str) for j in ids):
-        raise InvalidArgumentError("job ids must be given as a collection of strings")
-    return ids
-
-
-def _states(states: Iterable[JobState]) -> list[JobState]:
-    states = list(states)
-    for s in states:
-        if not isinstance(s, JobState):
-            raise InvalidArgumentError(f"states must be JobState values, got {s!r}")
-    return states

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from types import TracebackType
-from typing import Self
 
 import anyio
 
@@ -31,6 +29,7 @@ from ._exceptions import OutputStreamError, TrackerClosedError, TrackerError
 from ._exits import ExitSignals
 from ._fanout import Fanout
 from ._model import JobState
+from ._streams import Stream
 from ._tasks import Tasks
 
 # Seconds the log may lag what the feed published before a reader's history gives up.
@@ -50,30 +49,10 @@ def last_lines(data: bytes, n: int) -> bytes:
     return data[pos + 1 :]
 
 
-class OutputStream:
-    """An async iterator of a job's output chunks (bytes); also an async context manager,
-    which closes it (leaving the job's readers) on exit. Engine and reader errors are raised
-    from the iteration: ``JobNotFoundError``, ``OutputOverrunError``, ``OutputStreamError``."""
-
-    def __init__(self, chunks: AsyncGenerator[bytes, None]) -> None:
-        self._chunks = chunks
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        return await self._chunks.__anext__()
-
-    async def aclose(self) -> None:
-        await self._chunks.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+# An async iterator of a job's output chunks (bytes), and an async context manager that
+# closes it (leaving the job's readers). Engine and reader errors are raised from the
+# iteration: ``JobNotFoundError``, ``OutputOverrunError``, ``OutputStreamError``.
+OutputStream = Stream[bytes]
 
 
 class OutputWatch:
