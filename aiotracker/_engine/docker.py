@@ -42,6 +42,7 @@ from .base import (
     OutputReader,
 )
 from .endpoint import Endpoint, negotiate, resolve_endpoint
+from .podman import ACTION_ALIASES, STATUS_ALIASES, podman_config, podman_failure, product
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, asyncio.IncompleteReadError)
 _FRAME = struct.Struct(">BxxxL")  # the engine's multiplexed stream header
@@ -70,35 +71,6 @@ def _keepalive_socket(idle: float) -> Callable[[Any], socket.socket]:
     return make
 
 
-def _product(version: Mapping[str, Any]) -> str:
-    """ "podman" if ``GET /version`` names a Podman component, else "docker"."""
-    for component in version.get("Components") or ():
-        if "podman" in str((component or {}).get("Name") or "").lower():
-            return "podman"
-    return "docker"
-
-
-def _podman_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Podman refuses the ``local`` log driver: its ``k8s-file`` keeps the size asked for
-    (binary-safe, and read back by ``/logs``; it has no rotation count).
-
-    GPUs are refused here (a 400, the job's own config): Podman's compat create accepts
-    ``DeviceRequests`` and ignores them (4.3 measured here; podman#22645 is open for 4.9 and
-    later), so the job would run without the GPUs it asked for.
-    """
-    host = dict(config.get("HostConfig") or {})
-    if host.get("DeviceRequests"):
-        raise EngineCallError(
-            400, "Podman's Docker-compatible API ignores GPU requests (DeviceRequests): the "
-            "job would run without its GPUs",
-        )  # fmt: skip
-    log_config = host.get("LogConfig") or {}
-    if log_config.get("Type") == "local":
-        size = (log_config.get("Config") or {}).get("max-size")
-        host["LogConfig"] = {"Type": "k8s-file", "Config": {"max-size": size} if size else {}}
-    return {**config, "HostConfig": host}
-
-
 def _details(raw: Mapping[str, Any]) -> ContainerDetails:
     state = raw.get("State") or {}
     config = raw.get("Config") or {}
@@ -107,7 +79,7 @@ def _details(raw: Mapping[str, Any]) -> ContainerDetails:
     return ContainerDetails(
         container_id=raw["Id"],
         name=str(raw.get("Name") or "").lstrip("/"),
-        status=_STATUS_ALIASES.get(str(state.get("Status") or ""), str(state.get("Status") or "")),
+        status=STATUS_ALIASES.get(str(state.get("Status") or ""), str(state.get("Status") or "")),
         running=bool(state.get("Running")),
         paused=bool(state.get("Paused")),
         restarting=bool(state.get("Restarting")),
@@ -140,41 +112,10 @@ def _event(raw: Mapping[str, Any]) -> ContainerEvent | None:
     cid, action, time_ns = actor.get("ID"), raw.get("Action"), raw.get("timeNano")
     if not isinstance(cid, str) or not isinstance(action, str) or not isinstance(time_ns, int):
         return None
-    action = _ACTION_ALIASES.get(action, action)
+    action = ACTION_ALIASES.get(action, action)
     if action not in EVENT_ACTIONS:
         return None
     return ContainerEvent(cid, action, time_ns, dict(actor.get("Attributes") or {}))
-
-
-_ACTION_ALIASES = {"remove": "destroy"}  # Podman names a removal "remove"
-# Podman reports an exited container as "stopped" until its clean-up is done.
-_STATUS_ALIASES = {"stopped": "exited"}
-
-
-def _podman_failure(error: Exception, what: str) -> Exception:
-    """Podman's answers in Docker's terms (Podman 4.3 answers all of these with a 500): a
-    container gone mid-call is its 404, a state that forbids the action its 409, a create
-    whose name is taken its 409 and one naming a missing network its 404, and a start refused
-    for the job's own command its 400 (also when the refusal comes at the attach, which
-    Podman prepares the container for)."""
-    if not isinstance(error, EngineCallError):
-        return error
-    status, message = error.status, error.message
-    lowered = message.lower()
-    if lowered.endswith("no such container") or "does not exist in database" in lowered:
-        status = 404
-    elif what == "create" and "that name is already in use" in lowered:
-        status = 409  # Docker: 409 "Conflict. The container name ... is already in use"
-    elif what == "create" and "network not found" in lowered:
-        status = 404  # Docker: 404 "network ... not found"
-    elif "container state improper" in lowered:
-        status = 409
-    elif what in ("start", "attach") and any(w in lowered for w in _PODMAN_REFUSALS):
-        status = 400
-    return error if status == error.status else EngineCallError(status, message)
-
-
-_PODMAN_REFUSALS = ("runc create failed", "oci runtime", "oci permission denied")
 
 
 def _failure(exc: BaseException, what: str) -> Exception:
@@ -253,7 +194,7 @@ class DockerEngine:
                 str(version.get("MinAPIVersion") or ""),
             )
             self._api.api_version = self._streams.api_version = api
-            self.product = _product(version)
+            self.product = product(version)
             self._version = str(version.get("Version") or "")
             return await self.info()
         except BaseException:
@@ -286,7 +227,7 @@ class DockerEngine:
 
     def _failure(self, exc: BaseException, what: str) -> Exception:
         error = _failure(exc, what)
-        return _podman_failure(error, what) if self.product == "podman" else error
+        return podman_failure(error, what) if self.product == "podman" else error
 
     # -- calls -------------------------------------------------------------------------
 
@@ -330,7 +271,7 @@ class DockerEngine:
     async def create(self, config: Mapping[str, Any], name: str | None) -> str:
         params = {"name": name} if name else None
         if self.product == "podman":
-            config = _podman_config(config)
+            config = podman_config(config)
         raw = await self._json(
             "create", "containers/create", method="POST", data=dict(config), params=params
         )
@@ -396,7 +337,7 @@ class DockerEngine:
             ContainerSummary(
                 container_id=c["Id"],
                 name=str((c.get("Names") or [""])[0]).lstrip("/"),
-                state=_STATUS_ALIASES.get(str(c.get("State") or ""), str(c.get("State") or "")),
+                state=STATUS_ALIASES.get(str(c.get("State") or ""), str(c.get("State") or "")),
                 status=str(c.get("Status") or ""),
                 labels=dict(c.get("Labels") or {}),
             )
