@@ -14,8 +14,8 @@ Two rules keep it right when events arrive late, twice or out of order:
 - *Publication*: a terminal state (DONE, FAILED) is published only when the exit status is
   known and the job's output files are closed (``output_done``); until then the job reads as
   it last did. The exit status is known from the die event for aiotracker's own jobs with no
-  restart policy (their die is final), else from the inspect that follows every die
-  (``settle``).
+  restart policy (their die is final: no inspect follows it), else from the inspect that
+  follows the die (``settle``).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ class Job:
     # The engine removes the container at exit (rm): the die's exit code is how it ended.
     auto_remove: bool = False
     # Made by aiotracker with no restart policy: a die is final, and its exit code (the
-    # engine sets State.ExitCode before it logs the die) is published without waiting for the
-    # inspect, which follows to confirm. Others' jobs wait for the inspect.
+    # engine sets State.ExitCode before it logs the die) is published at the die, with no
+    # inspect (``job_info`` reads the rest when asked). Others' jobs wait for the inspect.
     die_is_final: bool = False
     die_exit_code: int | None = None
     # The tracker refused to start it (its own reason): it stays FAILED whatever a created
@@ -248,6 +248,7 @@ class StateCache:
             if job.die_is_final and job.die_exit_code is not None:
                 end = JobState.DONE if job.die_exit_code == 0 else JobState.FAILED
                 self._set(job, end, out, changes)  # held back while output is pending
+                return out, changes, False  # the die is the truth: no inspect to wait for
             return out, changes, True
         if event.action == "oom":
             return out, changes, False

@@ -12,6 +12,7 @@ cancellation, ``aclose``) unregisters it.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import math
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
@@ -44,7 +45,8 @@ class Watcher:
         self.limit = limit
         self._queue: collections.deque[StateChange | _Lost] = collections.deque()
         self._size = 0
-        self._wake = anyio.Event()
+        # The consumer's wake-up while it waits (a bare future: one per wait, no more).
+        self._wake: asyncio.Future[None] | None = None
 
     def offer(self, change: StateChange) -> None:
         if self.states is not None and change.new_state not in self.states:
@@ -58,7 +60,9 @@ class Watcher:
         else:
             self._queue.append(change)
             self._size += 1
-        self._wake.set()
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     def ready(self) -> bool:
         return bool(self._queue)
@@ -72,8 +76,11 @@ class Watcher:
 
     async def next(self) -> StateChange:
         while not self._queue:
-            await self._wake.wait()
-            self._wake = anyio.Event()
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
         return self.take()
 
 

@@ -23,7 +23,7 @@ from aiotracker import (
     WaitTimeoutError,
 )
 from aiotracker._labels import SESSION_LABEL
-from tests.conftest import TEST_IMAGE
+from tests.conftest import ENGINE, TEST_IMAGE
 from tests.integration._cli import eventually
 
 Make = Callable[..., JobTemplate]
@@ -312,8 +312,9 @@ async def test_concurrent_waits_one_stream(tracker: DockerTracker, template: Mak
     stats = tracker.statistics()
     assert stats.waiters == 0
     assert stats.reconnects == 0
-    # One inspect per die, nothing more: no polling.
-    assert stats.inspects - inspects_before <= 200
+    # No polling: the die of a job of aiotracker's (no restart policy) is final and carries
+    # its exit code, so no inspect follows it on Docker; at most one per die elsewhere.
+    assert stats.inspects - inspects_before <= (0 if ENGINE == "docker" else 200)
 
 
 async def test_binary_output_exact(tracker: DockerTracker, template: Make, tmp_path: Path) -> None:

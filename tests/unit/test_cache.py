@@ -532,13 +532,13 @@ def test_job_repr_shows_short_id_and_state() -> None:
 
 
 async def test_die_of_own_job_publishes_at_once() -> None:
-    """aiotracker's job with no restart policy ends at its die: the inspect only confirms."""
+    """aiotracker's job with no restart policy ends at its die, and no inspect is asked for."""
     cache = StateCache()
     apply(cache, event("create", 1, **{MANAGED_LABEL: "1"}), event("start", 2))
     w = waiter(cache, DONE_OR_FAILED)
     wakeups, _, needs_inspect = cache.apply(event("die", 3, exitCode="2"))
     wakeups.resolve()
-    assert needs_inspect
+    assert not needs_inspect
     assert w.future.result() is JobState.FAILED
     assert cache.require(JOB).state is JobState.FAILED
 

@@ -109,12 +109,13 @@ async def test_destroy_during_inspect_leaves_no_ghost(
     engine: FakeEngine, tracker: DockerTracker, tombstones: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An inspect that returns after the job's destroy does not bring it back (finding 4),
-    by its sequence check alone too (no memory of removed ids)."""
+    by its sequence check alone too (no memory of removed ids). A job with a restart policy:
+    its die is not final, so an inspect follows it (an own job's die needs none)."""
     if not tombstones:
         monkeypatch.setattr("aiotracker._cache._GONE_KEPT", 0)
-    job_id = await tracker.add_job(job("sleep", "9"))
+    job_id = await tracker.add_job(job("sleep", "9", extensions={"restart": "on-failure"}))
     gate = engine.hold("inspect", match=job_id, after=True)  # snapshot: exited, not yet gone
-    engine.exit(job_id, 3)
+    engine.exit(job_id, 0)  # on-failure: not restarted
     with anyio.fail_after(2):
         await gate.arrived.wait()
     await engine.remove(job_id)  # someone removes it: destroy
