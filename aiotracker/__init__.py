@@ -5,6 +5,12 @@
     async with DockerTracker("my-session") as tracker:
         job_id = await tracker.add_job(JobTemplate(job_category="busybox", remote_command="true"))
         state = await tracker.wait(job_id)
+
+or with DRMAA2's session layer::
+
+    async with JobSession("my-session") as session:
+        job = await session.run_job(JobTemplate(job_category="busybox", remote_command="true"))
+        await job.wait_terminated()
 """
 
 from ._exceptions import (
@@ -13,6 +19,7 @@ from ._exceptions import (
     ImageNotFoundError,
     InternalError,
     InvalidArgumentError,
+    InvalidSessionError,
     InvalidStateError,
     JobNameInUseError,
     JobNotFoundError,
@@ -23,18 +30,30 @@ from ._exceptions import (
     UnsupportedOperationError,
     WaitTimeoutError,
 )
-from ._model import JobControlAction, JobInfo, JobState, JobTemplate, StateChange
+from ._jobs import ArrayJob, Job
+from ._model import JobControlAction, JobInfo, JobState, JobTemplate, Machine, StateChange
+from ._monitoring import JobView, MonitoringSession
+from ._session import JobSession, destroy_job_session, list_job_sessions
 from ._tracker import DockerTracker, TrackerStatistics
 
 __all__ = [
     # the tracker
     "DockerTracker",
     "TrackerStatistics",
+    # DRMAA2's sessions and job objects
+    "ArrayJob",
+    "Job",
+    "JobSession",
+    "JobView",
+    "MonitoringSession",
+    "destroy_job_session",
+    "list_job_sessions",
     # the DRMAA2 model
     "JobControlAction",
     "JobInfo",
     "JobState",
     "JobTemplate",
+    "Machine",
     "StateChange",
     # exceptions
     "DrmCommunicationError",
@@ -43,6 +62,7 @@ __all__ = [
     "InternalError",
     "JobNameInUseError",
     "InvalidArgumentError",
+    "InvalidSessionError",
     "InvalidStateError",
     "JobNotFoundError",
     "OutputOverrunError",

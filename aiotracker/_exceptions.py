@@ -9,6 +9,7 @@
     │   └── ImageNotFoundError
     ├── InvalidStateError
     │   └── TrackerClosedError
+    │       └── InvalidSessionError
     ├── UnsupportedOperationError
     ├── WaitTimeoutError (TimeoutError)
     ├── DrmCommunicationError
@@ -79,6 +80,11 @@ class InvalidStateError(TrackerError):
 
 class TrackerClosedError(InvalidStateError):
     """The tracker is closed, or was closed while the call was pending."""
+
+
+class InvalidSessionError(TrackerClosedError):
+    """A job or monitoring session is used after its ``close``, or closed a second time
+    (DRMAA2's InvalidSessionException)."""
 
 
 class UnsupportedOperationError(TrackerError):

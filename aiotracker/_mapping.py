@@ -2,7 +2,8 @@
 
 - container state (inspect, list entry, event) -> ``JobState``;
 - inspect -> ``JobInfo``;
-- array task indexes.
+- array task indexes;
+- the engine's ``GET /info`` -> ``Machine``.
 
 The template side lives in ``_config`` (template -> create config) and ``_template_label``.
 """
@@ -14,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from ._engine.base import ContainerDetails
+from ._engine.base import ContainerDetails, EngineInfo
 from ._exceptions import InvalidArgumentError
 from ._labels import (
     SUBMISSION_HOST_LABEL,
@@ -24,7 +25,7 @@ from ._labels import (
     is_held_name,
     is_terminated_name,
 )
-from ._model import JobInfo, JobState
+from ._model import JobInfo, JobState, Machine
 from ._template_label import decode_template_label
 
 # -- container state -> JobState -------------------------------------------------------------
@@ -234,3 +235,35 @@ def task_name(job_name: str, index: int) -> str:
 
 def first(items: Iterable[str]) -> str:
     return next(iter(items), "")
+
+
+# DRMAA2's CPU names for what engines report (uname -m, or Go's GOARCH).
+_ARCHITECTURES = {
+    "x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64",
+    "i386": "x86", "i686": "x86", "386": "x86", "armv7l": "arm", "armv6l": "arm", "arm": "arm",
+    "ppc64le": "ppc64le", "ppc64": "ppc64", "mips64": "mips64", "mips": "mips",
+}  # fmt: skip
+_OPERATING_SYSTEMS = {"linux": "linux", "windows": "win", "darwin": "macos", "freebsd": "bsd"}
+
+
+def drmaa_architecture(engine_arch: str) -> str:
+    """DRMAA2's CPU name for an engine's architecture (``x86_64`` -> ``x64``); ``other``."""
+    return _ARCHITECTURES.get(engine_arch.lower(), "other")
+
+
+def machine_from_info(info: EngineInfo) -> Machine:
+    """GET /info -> the DRMAA2 machine the engine runs on."""
+    memory_kib = info.memory_bytes // 1024
+    return Machine(
+        name=info.host_name,
+        available=True,
+        sockets=1,
+        cores_per_socket=info.cpus,
+        threads_per_core=1,
+        physical_memory=memory_kib,
+        virtual_memory=memory_kib,
+        architecture=drmaa_architecture(info.architecture),
+        os=_OPERATING_SYSTEMS.get(info.os_type.lower(), "other"),
+        os_version=info.kernel_version,
+        operating_system=info.operating_system,
+    )

@@ -135,9 +135,13 @@ class JobInfo:
     or a stream that ended early when the engine's log could not fill the gap): they hold what
     was written, and the annotation says why. Both are what this tracker saw: another tracker,
     or one opened later, does not know them.
+
+    As a filter (``JobSession.get_jobs``, ``MonitoringSession.get_all_jobs``), only the
+    fields that differ from their defaults count (``aiotracker._filters`` says how each
+    matches): ``JobInfo(state=JobState.RUNNING)`` selects the running jobs.
     """
 
-    job_id: str
+    job_id: str = ""
     job_name: str = ""
     exit_status: int | None = None
     terminating_signal: str = ""
@@ -222,3 +226,28 @@ class StateChange:
     time: datetime
     exit_status: int | None = None
     lost: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """The machine an engine runs on (DRMAA2's MachineInfo), from ``get_all_machines``.
+
+    Read from the engine's ``GET /info``. The engine tells only its number of CPUs: they are
+    ``cores_per_socket`` on one socket with one thread per core (as drmaa2os reports).
+    Memory is in KiB, DRMAA2's unit. ``architecture`` uses DRMAA2's CPU names (``x64`` for
+    x86-64, ``arm64`` for AArch64, ``x86``, ``arm``, ``ppc64le``, ...; ``other`` for the rest)
+    and ``os`` its OS names (``linux``, ``win``, ``other``); ``os_version`` is the kernel's
+    version and ``operating_system`` the engine's description of its host.
+    """
+
+    name: str
+    available: bool
+    sockets: int
+    cores_per_socket: int
+    threads_per_core: int
+    physical_memory: int
+    virtual_memory: int
+    architecture: str
+    os: str
+    os_version: str
+    operating_system: str = ""

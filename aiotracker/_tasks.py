@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.abc
 
-from ._exceptions import TrackerClosedError, TrackerError
+from ._exceptions import JobNotFoundError, TrackerClosedError, TrackerError
 
 log = logging.getLogger("aiotracker")
 T = TypeVar("T")
@@ -109,3 +109,26 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+async def each(
+    call: Callable[[str], Awaitable[T]], ids: Sequence[str], limit: int = 16
+) -> dict[str, T]:
+    """``call`` for every id, ``limit`` at a time (the public calls over many jobs); the
+    results by id. A job removed meanwhile is left out; any other failure is raised as
+    itself (the first one), once all calls ended."""
+    calls = asyncio.Semaphore(limit)
+
+    async def one(job_id: str) -> T:
+        async with calls:
+            return await call(job_id)
+
+    results = await asyncio.gather(*(one(j) for j in ids), return_exceptions=True)
+    out: dict[str, T] = {}
+    for job_id, result in zip(ids, results, strict=True):
+        if isinstance(result, JobNotFoundError):
+            continue
+        if isinstance(result, BaseException):
+            raise result
+        out[job_id] = result
+    return out

@@ -33,9 +33,8 @@ from ._checks import (
     utcnow,
 )
 from ._config import ArrayTask
+from ._connect import docker_engine
 from ._engine.base import Engine
-from ._engine.docker import DockerEngine
-from ._engine.endpoint import UnsupportedEndpointError
 from ._errors import engine_errors
 from ._exceptions import (
     DrmCommunicationError,
@@ -122,14 +121,9 @@ class DockerTracker:
         if role not in ("worker", "observer"):
             raise InvalidArgumentError(f"role must be 'worker' or 'observer', got {role!r}")
         if engine is None:
-            try:
-                engine = DockerEngine(
-                    docker_url, connection_limit=connection_limit, timeout=engine_timeout
-                )
-            except UnsupportedEndpointError as exc:
-                raise UnsupportedOperationError(str(exc)) from exc
-            except ValueError as exc:
-                raise InvalidArgumentError(str(exc)) from exc
+            engine = docker_engine(
+                docker_url, connection_limit=connection_limit, timeout=engine_timeout
+            )
         self.job_session = job_session
         self.role = role
         self._rt = Runtime(
@@ -168,6 +162,16 @@ class DockerTracker:
         self._check_open()
         if self.role == "observer":
             raise UnsupportedOperationError(f"an observer tracker does not {what}")
+
+    @property
+    def is_open(self) -> bool:
+        """Opened and not closed yet."""
+        return self._rt.is_open
+
+    @property
+    def contact(self) -> str:
+        """The engine's address (DRMAA2's contact string): ``unix:///var/run/docker.sock``."""
+        return self._rt.engine.url
 
     def __bool__(self) -> bool:
         return True  # a tracker with no jobs is still a tracker (``tracker or ...``)
@@ -257,6 +261,12 @@ class DockerTracker:
         array = self._rt.launcher.add(array_id, len(prepared), max_parallel)
         array.launches = {job_id: job.launch for job_id, job in zip(made, prepared, strict=True)}
         return array_id
+
+    def cached_state(self, job_id: str) -> JobState | None:
+        """The job's state as the cache holds it now, with no await and no engine call; None
+        for a job the tracker does not know (yet, or any more)."""
+        job = self._cache.get(job_id)
+        return None if job is None else job.state
 
     async def list_jobs(self) -> list[str]:
         """The ids of the session's jobs, finished ones too until deleted (from the cache)."""
@@ -495,22 +505,35 @@ class DockerTracker:
         return [t.job_id for t in tasks]
 
     async def array_job_control(self, array_id: str, action: JobControlAction | str) -> None:
-        """Apply ``job_control`` to every task (skipping tasks where it does not apply).
+        """Apply ``job_control`` to every task, skipping tasks where it does not apply (a
+        finished task, a running one for ``hold``, a deleted one).
 
         Terminate marks queued tasks FAILED before it kills running ones, so the launcher
-        cannot start a task in between.
+        cannot start a task in between. A task the action fails for otherwise (the engine
+        refused or is away) does not stop the others: the failures are raised together at
+        the end, as an ``ExceptionGroup`` of the tasks' errors (each with its ``job_id``).
         """
         self._check_worker("control jobs")
         act = control_action(action)
         ids = await self.list_array_jobs(array_id)
+        failures: list[TrackerError] = []
         # One hold of the launcher's lock for the whole array: a task killed here wakes the
         # launcher, which must not start the next queued task before it is terminated too.
         async with self._rt.launcher.lock(array_id):
             if act is JobControlAction.TERMINATE:
                 ids.sort(key=lambda j: self._cache.require(j).ever_started)
             for job_id in ids:
-                with contextlib.suppress(InvalidStateError, JobNotFoundError):
+                try:
                     await self._rt.control.act(job_id, act)
+                except (InvalidStateError, JobNotFoundError):
+                    continue  # does not apply to this task
+                except TrackerError as exc:
+                    failures.append(exc)
+        if failures:
+            raise ExceptionGroup(
+                f"{act.value} failed for {len(failures)} of {len(ids)} tasks of array "
+                f"{array_id}", failures,
+            )  # fmt: skip
 
     async def wait_array(
         self, array_id: str, *states: JobState, timeout: float | None = None

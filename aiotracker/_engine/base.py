@@ -44,6 +44,13 @@ class EngineInfo:
     api_version: str
     product: str = "docker"  # "docker" or "podman": where their APIs differ, the boundary adapts
     version: str = ""  # the engine's own version ("20.10.24", "4.3.1")
+    # The machine it runs on, as ``GET /info`` tells (a monitoring session's ``Machine``).
+    cpus: int = 0  # NCPU: the engine tells no sockets or threads
+    memory_bytes: int = 0  # MemTotal
+    architecture: str = ""  # as uname -m says: x86_64, aarch64
+    os_type: str = ""  # linux, windows
+    operating_system: str = ""  # "Debian GNU/Linux 12 (bookworm)"
+    kernel_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +138,13 @@ class Engine(Protocol):
 
     async def inspect(self, cid: str) -> ContainerDetails: ...
 
-    async def list_containers(self, label: str) -> list[ContainerSummary]:
-        """Every container (running or not) that carries ``label`` (``k`` or ``k=v``)."""
+    async def list_containers(
+        self, label: str | None, *, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerSummary]:
+        """Every container (running or not) that carries ``label`` (``k`` or ``k=v``; None:
+        every container), newest first. ``filters``: more of the engine's list filters
+        (``id``: id prefixes, ``name``: name patterns, ``status``: state words), each a set
+        of alternatives, all of them applied."""
         ...
 
     async def cpu_usage_ns(self, cid: str) -> int | None:

@@ -209,7 +209,12 @@ class DockerEngine:
         ns = int(now.timestamp()) * 10**9 + now.microsecond * 1000
         return EngineInfo(
             str(raw.get("Name") or ""), ns, self._api_client.api_version, self.product,
-            self._version,
+            self._version, cpus=int(raw.get("NCPU") or 0),
+            memory_bytes=int(raw.get("MemTotal") or 0),
+            architecture=str(raw.get("Architecture") or ""),
+            os_type=str(raw.get("OSType") or ""),
+            operating_system=str(raw.get("OperatingSystem") or ""),
+            kernel_version=str(raw.get("KernelVersion") or ""),
         )  # fmt: skip
 
     async def aclose(self) -> None:
@@ -330,8 +335,15 @@ class DockerEngine:
         total = usage.get("total_usage")
         return int(total) if isinstance(total, int) and total > 0 else None
 
-    async def list_containers(self, label: str) -> list[ContainerSummary]:
-        params = {"all": "1", "filters": json.dumps({"label": [label]})}
+    async def list_containers(
+        self, label: str | None, *, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerSummary]:
+        wanted = {key: list(values) for key, values in (filters or {}).items()}
+        if label is not None:
+            wanted["label"] = [label]
+        if self.product == "podman" and "exited" in wanted.get("status", ()):
+            wanted["status"].append("stopped")  # Podman's moment between exit and clean-up
+        params = {"all": "1", "filters": json.dumps(wanted)}
         raw = await self._json("list", "containers/json", params=params)
         return [
             ContainerSummary(

@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import itertools
 import math
+import re
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -86,8 +87,12 @@ class FakeEngine:
         host_name: str = "fake-host",
         images: Sequence[str] = ("aiotracker/busybox:latest",),
         api_version: str = "1.41",
+        cpus: int = 4,
+        memory_bytes: int = 8 << 30,
+        architecture: str = "x86_64",
     ) -> None:
         self.host_name, self.images, self.api_version = host_name, set(images), api_version
+        self.cpus, self.memory_bytes, self.architecture = cpus, memory_bytes, architecture
         self.clock_ns = 1_700_000_000 * 10**9
         self.calls: Counter[str] = Counter()
         self.call_log: list[tuple[str, str | None]] = []
@@ -221,7 +226,11 @@ class FakeEngine:
     @_api("info")
     def info(self) -> EngineInfo:
         """The engine's identity and clock."""
-        return EngineInfo(self.host_name, self.clock_ns, self.api_version)
+        return EngineInfo(
+            self.host_name, self.clock_ns, self.api_version, cpus=self.cpus,
+            memory_bytes=self.memory_bytes, architecture=self.architecture, os_type="linux",
+            operating_system="aiotracker fake", kernel_version="6.1.0",
+        )  # fmt: skip
 
     @_api("create")
     def create(self, config: Mapping[str, Any], name: str | None) -> str:
@@ -263,11 +272,26 @@ class FakeEngine:
         return self._resolve(cid).details()
 
     @_api("list_containers")
-    def list_containers(self, label: str) -> list[ContainerSummary]:
-        """Every container carrying ``label`` (``k`` or ``k=v``), newest first."""
+    def list_containers(
+        self, label: str | None, *, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerSummary]:
+        """Every container carrying ``label`` (``k`` or ``k=v``; None: all), newest first;
+        ``filters`` as Docker's: ``id`` prefixes, ``name`` regular expressions searched in
+        the name, ``status`` state words (an unknown filter is a 400, as Docker's)."""
+        tests: dict[str, Callable[[FakeContainer, str], bool]] = {
+            "id": lambda c, v: c.id.startswith(v),
+            "name": lambda c, v: re.search(v, c.name) is not None,
+            "status": lambda c, v: c.status == v,
+        }
+        for key in filters or {}:
+            if key not in tests:
+                raise EngineCallError(400, f"invalid filter '{key}'")
         return [
             c.summary() for c in reversed(self._containers.values())
-            if _label_matches(label, c.labels)
+            if (label is None or _label_matches(label, c.labels))
+            and all(
+                any(tests[key](c, v) for v in values) for key, values in (filters or {}).items()
+            )
         ]  # fmt: skip
 
     @_api("cpu_usage_ns")

@@ -59,8 +59,10 @@ class FakeClient:
     async def inspect(self, cid: str) -> ContainerDetails:
         return await self._up("inspect").inspect(cid)
 
-    async def list_containers(self, label: str) -> list[ContainerSummary]:
-        return await self._up("list_containers").list_containers(label)
+    async def list_containers(
+        self, label: str | None, *, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerSummary]:
+        return await self._up("list_containers").list_containers(label, filters=filters)
 
     async def cpu_usage_ns(self, cid: str) -> int | None:
         return await self._up("cpu_usage_ns").cpu_usage_ns(cid)

@@ -1,0 +1,43 @@
+"""Making and opening an engine for the public objects (tracker, sessions, monitoring), with
+the endpoint's errors translated once: a malformed URL or unknown context is
+``InvalidArgumentError``, ``ssh://`` is ``UnsupportedOperationError``, an engine that does
+not answer is ``DrmCommunicationError``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from ._engine.base import Engine
+from ._engine.docker import DockerEngine
+from ._engine.endpoint import UnsupportedEndpointError
+from ._errors import engine_errors
+from ._exceptions import InvalidArgumentError, UnsupportedOperationError
+from ._tasks import shielded
+
+
+def docker_engine(docker_url: str | None, *, connection_limit: int, timeout: float) -> Engine:
+    """The Docker (or Podman) engine at ``docker_url`` (None: the client configuration)."""
+    try:
+        return DockerEngine(docker_url, connection_limit=connection_limit, timeout=timeout)
+    except UnsupportedEndpointError as exc:
+        raise UnsupportedOperationError(str(exc)) from exc
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from exc
+
+
+@asynccontextmanager
+async def connected(
+    docker_url: str | None, engine: Engine | None = None, *, timeout: float = 30.0
+) -> AsyncIterator[Engine]:
+    """An open engine for the block (``engine`` if given), closed after it, also on
+    cancellation (bounded by ``timeout``)."""
+    if engine is None:
+        engine = docker_engine(docker_url, connection_limit=4, timeout=timeout)
+    try:
+        with engine_errors("connect"):
+            await engine.open()
+        yield engine
+    finally:
+        with shielded(timeout):
+            await engine.aclose()

@@ -1,0 +1,262 @@
+"""DRMAA2's job session over a tracker: ``JobSession``, and the session manager's
+``list_job_sessions`` and ``destroy_job_session``.
+
+A session is a name on the engine: the ``drmaa2_jobsession`` label of its jobs (shared with
+drmaa2os). ``JobSession`` adds DRMAA2's calls and job objects to a ``DockerTracker`` and
+delegates everything to it: the waits are the tracker's event-driven ``wait_any`` and
+``wait_all`` (one registration per call, however many jobs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from ._connect import connected
+from ._engine.base import Engine
+from ._errors import engine_errors
+from ._exceptions import (
+    InvalidArgumentError,
+    InvalidSessionError,
+    InvalidStateError,
+    JobNotFoundError,
+)
+from ._filters import CACHED, matches, wanted
+from ._jobs import STARTED, TERMINATED, ArrayJob, Job
+from ._labels import LEASE_LABEL, SESSION_LABEL
+from ._model import JobInfo, JobState, JobTemplate
+from ._tasks import each
+from ._tracker import DockerTracker
+
+
+class JobSession:
+    """A DRMAA2 job session: run jobs and bulk jobs, find them, wait for any or all of them.
+
+    ``JobSession("name", docker_url=...)`` opens a tracker of its own (any other keyword is a
+    ``DockerTracker`` option) and closes it with the session; ``JobSession(tracker)`` works
+    over an open tracker and leaves it open. Use ``async with`` (or ``open()`` and
+    ``close()``); ``close()`` twice, or any call after it, is ``InvalidSessionError``.
+    Closing never touches the jobs: they run on, and a later session of the name finds them.
+    """
+
+    def __init__(
+        self, session: str | DockerTracker, *, docker_url: str | None = None, **options: Any
+    ) -> None:
+        if isinstance(session, DockerTracker):
+            if docker_url is not None or options:
+                raise InvalidArgumentError("a session over a tracker takes no engine options")
+            self._tracker = session
+        else:
+            self._tracker = DockerTracker(session, docker_url=docker_url, **options)
+        self._owns = not isinstance(session, DockerTracker)
+        self._state = "new"
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the session (and its tracker, unless it is open already)."""
+        if self._state != "new":
+            raise InvalidSessionError(f"job session {self.session_name!r} was opened before")
+        if not self._tracker.is_open:
+            self._owns = True  # opened here: closed here
+            await self._tracker.open()
+        self._state = "open"
+
+    async def close(self) -> None:
+        """Disengage: the tracker closes if the session opened it; the jobs run on."""
+        if self._state == "closed":
+            raise InvalidSessionError(f"job session {self.session_name!r} is closed already")
+        self._state = "closed"
+        if self._owns:
+            await self._tracker.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._state != "closed":
+            await self.close()
+
+    def _check(self) -> DockerTracker:
+        if self._state != "open":
+            what = "closed" if self._state == "closed" else "not open"
+            raise InvalidSessionError(f"job session {self.session_name!r} is {what}")
+        return self._tracker
+
+    @property
+    def session_name(self) -> str:
+        return self._tracker.job_session
+
+    @property
+    def contact(self) -> str:
+        """The engine's address (DRMAA2's contact string)."""
+        return self._tracker.contact
+
+    @property
+    def tracker(self) -> DockerTracker:
+        """The tracker under the session (for ``watch``, ``as_completed``, output streams)."""
+        return self._tracker
+
+    def __repr__(self) -> str:
+        return f"<JobSession {self.session_name!r} {self._state}>"
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    async def get_job_categories(self) -> list[str]:
+        """The images jobs can run in (``job_category``)."""
+        return await self._check().list_job_categories()
+
+    async def run_job(self, template: JobTemplate, *, key: str | None = None) -> Job:
+        """Submit a job (``DockerTracker.add_job``); returns it."""
+        tracker = self._check()
+        return Job(tracker, await tracker.add_job(template, key=key))
+
+    async def run_bulk_jobs(
+        self, template: JobTemplate, begin: int, end: int, step: int = 1, max_parallel: int = 0,
+        *, key: str | None = None,
+    ) -> ArrayJob:  # fmt: skip
+        """Submit an array job (``DockerTracker.add_array_job``); returns it with its tasks."""
+        tracker = self._check()
+        array_id = await tracker.add_array_job(template, begin, end, step, max_parallel, key=key)
+        return ArrayJob(tracker, array_id, await tracker.list_array_jobs(array_id))
+
+    async def get_job(self, job_id: str) -> Job:
+        """The job with this id (``JobNotFoundError`` if it is not one of the session's)."""
+        tracker = self._check()
+        await tracker.job_state(job_id)
+        return Job(tracker, job_id)
+
+    async def get_job_array(self, array_id: str) -> ArrayJob:
+        """The array job with this id (``JobNotFoundError``, an ``InvalidArgumentError``, if
+        the session has no such array)."""
+        tracker = self._check()
+        return ArrayJob(tracker, array_id, await tracker.list_array_jobs(array_id))
+
+    async def get_jobs(self, job_filter: JobInfo | None = None) -> list[Job]:
+        """The session's jobs that match ``job_filter`` (None, or a ``JobInfo`` with no field
+        set: all of them). Only the fields set count (``aiotracker._filters``); a filter on
+        ``job_id`` and ``state`` alone is answered from the cache, others read each job's
+        info (16 at a time). A job removed meanwhile is left out."""
+        tracker = self._check()
+        fields = wanted(job_filter)
+        ids = await tracker.list_jobs()
+        if "job_id" in fields:
+            ids = [j for j in ids if j == fields["job_id"]]
+        if fields.keys() <= CACHED:
+            state = fields.get("state")
+            return [
+                Job(tracker, j) for j in ids if state is None or tracker.cached_state(j) is state
+            ]
+        infos = await each(tracker.job_info, ids)
+        return [Job(tracker, j) for j in ids if j in infos and matches(infos[j], fields)]
+
+    # -- waits --------------------------------------------------------------------------
+
+    def _ids(self, jobs: Iterable[Job | str]) -> tuple[list[str], dict[str, Job]]:
+        if isinstance(jobs, str | Job):
+            raise InvalidArgumentError("jobs must be given as a collection of Job objects")
+        tracker = self._check()
+        objects: dict[str, Job] = {}
+        for job in jobs:
+            if isinstance(job, str):
+                job = Job(tracker, job)
+            elif not isinstance(job, Job):
+                raise InvalidArgumentError(f"not a Job: {job!r}")
+            elif job.session_name != self.session_name:
+                raise InvalidArgumentError(
+                    f"job {job.job_id} is of session {job.session_name!r}, not "
+                    f"{self.session_name!r}"
+                )
+            objects.setdefault(job.job_id, job)
+        if not objects:
+            raise InvalidArgumentError("no jobs to wait for")
+        return list(objects), objects
+
+    async def _wait_any(
+        self, jobs: Iterable[Job | str], states: frozenset[JobState], timeout: float | None
+    ) -> Job:
+        ids, objects = self._ids(jobs)
+        job_id, _ = await self._tracker.wait_any(ids, *states, timeout=timeout)
+        return objects[job_id]
+
+    async def _wait_all(
+        self, jobs: Iterable[Job | str], states: frozenset[JobState], timeout: float | None
+    ) -> list[Job]:
+        ids, objects = self._ids(jobs)
+        await self._tracker.wait_all(ids, *states, timeout=timeout)
+        return [objects[job_id] for job_id in ids]
+
+    async def wait_any_started(
+        self, jobs: Iterable[Job | str], timeout: float | None = None
+    ) -> Job:
+        """The first of ``jobs`` to have started (RUNNING, SUSPENDED, DONE or FAILED: one
+        that already ended returns at once). ``WaitTimeoutError`` after ``timeout`` s."""
+        return await self._wait_any(jobs, STARTED, timeout)
+
+    async def wait_any_terminated(
+        self, jobs: Iterable[Job | str], timeout: float | None = None
+    ) -> Job:
+        """The first of ``jobs`` to end (DONE or FAILED)."""
+        return await self._wait_any(jobs, TERMINATED, timeout)
+
+    async def wait_all_started(
+        self, jobs: Iterable[Job | str], timeout: float | None = None
+    ) -> list[Job]:
+        """Wait until every job has started (or ended); returns them in the order given."""
+        return await self._wait_all(jobs, STARTED, timeout)
+
+    async def wait_all_terminated(
+        self, jobs: Iterable[Job | str], timeout: float | None = None
+    ) -> list[Job]:
+        """Wait until every job has ended; returns them in the order given."""
+        return await self._wait_all(jobs, TERMINATED, timeout)
+
+
+# -- the session manager -------------------------------------------------------------------
+
+
+async def list_job_sessions(
+    docker_url: str | None = None, *, engine: Engine | None = None
+) -> list[str]:
+    """The names of the job sessions on the engine: those with at least one job (sorted).
+
+    One listing of the containers labelled with a session (jobs of aiotracker and drmaa2os).
+    """
+    async with connected(docker_url, engine) as eng:
+        with engine_errors("list"):
+            summaries = await eng.list_containers(SESSION_LABEL)
+    return sorted(
+        {s.labels[SESSION_LABEL] for s in summaries if LEASE_LABEL not in s.labels} - {""}
+    )
+
+
+async def destroy_job_session(
+    name: str, docker_url: str | None = None, **options: Any
+) -> list[str]:
+    """Remove every job of the session ``name``; returns their ids.
+
+    Only a session whose jobs have all ended can be destroyed: ``InvalidStateError`` (and
+    nothing removed) while any is queued, held, running or suspended. ``JobNotFoundError``
+    (an ``InvalidArgumentError``) if the session has no jobs. Other keywords are
+    ``DockerTracker`` options.
+    """
+    async with DockerTracker(name, docker_url=docker_url, **options) as tracker:
+        ids = await tracker.list_jobs()
+        if not ids:
+            raise JobNotFoundError(f"no job session {name!r} (it has no jobs)", job_id=None)
+        live = _live(tracker, ids)
+        if live:
+            raise InvalidStateError(
+                f"job session {name!r} has {len(live)} job(s) that have not ended "
+                f"({', '.join(j[:12] for j in live[:5])}{', ...' if len(live) > 5 else ''})"
+            )
+        await each(tracker.delete_job, ids)
+        return ids
+
+
+def _live(tracker: DockerTracker, ids: Sequence[str]) -> list[str]:
+    return [j for j in ids if not (tracker.cached_state(j) or JobState.UNDETERMINED).is_terminal]
