@@ -79,6 +79,10 @@ class Job:
     incomplete: list[str] = field(default_factory=list)
     # The cache's tick when the entry was made: a listing older than that cannot know it.
     born: int = 0
+    # The events of control actions this tracker saw confirmed and published already (in
+    # order): each is absorbed when it comes, so that a pause event arriving after the
+    # resume that followed never moves the job back. Cleared by an inspect.
+    awaited: collections.deque[str] | None = None
     waiters: list[Waiter] = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -241,6 +245,9 @@ class StateCache:
             return out, changes, False  # stale: the entry already holds something newer
         job.version_ns = event.time_ns
         job.seq += 1
+        if job.awaited and job.awaited[0] == event.action:
+            job.awaited.popleft()  # published when the engine confirmed the action
+            return out, changes, False
         if event.action == "die":
             job.exited = True
             code = event.attributes.get("exitCode")
@@ -286,6 +293,7 @@ class StateCache:
             )  # fmt: skip
         if seq is not None and job.seq != seq:
             return None
+        job.awaited = None  # the engine's truth from now on
         out, changes = Wakeups(), list[Change]()
         if (
             job.die_is_final and job.exited and job.die_exit_code is not None
@@ -316,12 +324,21 @@ class StateCache:
                 self._set(job, JobState.RUNNING, out, changes)
         return out, changes
 
-    def set_state(self, job_id: str, state: JobState) -> tuple[Wakeups, list[Change]]:
-        """A control action the engine confirmed (pause, unpause, rename)."""
+    def set_state(
+        self, job_id: str, state: JobState, event: str | None = None
+    ) -> tuple[Wakeups, list[Change]]:
+        """A control action the engine confirmed (pause, unpause, rename); ``event``: the
+        event the engine logs for it, absorbed when it comes (its change is published now;
+        if the event came first, it made the change, and nothing is awaited)."""
         out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is not None and not (job.exited or job.state in TERMINAL):
+            moved = job.state is not state
             self._set(job, state, out, changes)
+            if event is not None and moved:
+                if job.awaited is None:
+                    job.awaited = collections.deque()
+                job.awaited.append(event)
         return out, changes
 
     def begin_output(self, job_id: str) -> None:

@@ -47,6 +47,7 @@ class Watcher:
         self._size = 0
         # The consumer's wake-up while it waits (a bare future: one per wait, no more).
         self._wake: asyncio.Future[None] | None = None
+        self.registered = False
 
     def offer(self, change: StateChange) -> None:
         if self.states is not None and change.new_state not in self.states:
@@ -111,7 +112,11 @@ class ChangeFeed:
 
     def register(self, watcher: Watcher, *, initial: bool = False) -> None:
         """Add a watcher; ``initial``: first a change (old state None) for the current
-        state of every job it covers, in the same step (nothing can happen in between)."""
+        state of every job it covers, in the same step (nothing can happen in between).
+        A watcher registered already is left as it is."""
+        if watcher.registered:
+            return
+        watcher.registered = True
         if initial:
             now = self._clock()
             for job in self._cache:
@@ -128,6 +133,7 @@ class ChangeFeed:
                 self._by_key.setdefault(key, set()).add(watcher)
 
     def unregister(self, watcher: Watcher) -> None:
+        """Remove a watcher (idempotent)."""
         self._everything.discard(watcher)
         for key in watcher.keys or ():
             watchers = self._by_key.get(key)

@@ -101,15 +101,15 @@ class Controller:
         if act is JobControlAction.SUSPEND:
             with engine_errors("suspend", job_id):
                 await self._engine.pause(job_id)
-            self._publish(self._cache.set_state(job_id, JobState.SUSPENDED))
+            self._publish(self._cache.set_state(job_id, JobState.SUSPENDED, "pause"))
         elif act is JobControlAction.RESUME:
             with engine_errors("resume", job_id):
                 await self._engine.unpause(job_id)
-            self._publish(self._cache.set_state(job_id, JobState.RUNNING))
+            self._publish(self._cache.set_state(job_id, JobState.RUNNING, "unpause"))
         elif act is JobControlAction.HOLD:
             if state is JobState.QUEUED:
                 await rename_mark(self._engine, job_id, HELD_SUFFIX)
-                self._publish(self._cache.set_state(job_id, JobState.QUEUED_HELD))
+                self._publish(self._cache.set_state(job_id, JobState.QUEUED_HELD, "rename"))
         elif act is JobControlAction.RELEASE:
             await self._release(job_id, state, job.array_id)
         elif state in _QUEUED and not job.ever_started:
@@ -122,7 +122,7 @@ class Controller:
                 with contextlib.suppress(InvalidStateError), engine_errors("terminate", job_id):
                     await self._engine.kill(job_id)
                 return
-            self._publish(self._cache.set_state(job_id, JobState.FAILED))
+            self._publish(self._cache.set_state(job_id, JobState.FAILED, "rename"))
         else:
             if not job.die_is_final:  # a restart policy, or a job made by another tool
                 with engine_errors("inspect", job_id):
@@ -140,7 +140,7 @@ class Controller:
         if array_id is not None:
             if state is JobState.QUEUED_HELD:
                 await rename_mark(self._engine, job_id, "")
-                self._publish(self._cache.set_state(job_id, JobState.QUEUED))
+                self._publish(self._cache.set_state(job_id, JobState.QUEUED, "rename"))
             self._launcher.wake_all()
             return
         if self._cache.require(job_id).ever_started:

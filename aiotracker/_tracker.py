@@ -403,15 +403,21 @@ class DockerTracker:
         the current state of every job covered (``old_state`` None), taken in the same step
         as the registration, so no change falls between a listing and the watch. Holds up to
         ``max_buffer`` changes for a slow consumer; beyond, changes are dropped and a marker
-        (``lost`` > 0) says how many, where. Leave with ``async with``, ``break`` or
-        ``aclose()``: nothing stays registered.
+        (``lost`` > 0) says how many, where. Changes are kept from the moment ``async with``
+        enters the block (or, without it, from the first iteration). Leave with ``async
+        with``, ``break`` or ``aclose()``: nothing stays registered.
         """
         self._check_open()
         keys = None if jobs is None else frozenset(check_ids(jobs))
         wanted = None if states is None else frozenset(check_states(states))
         check_count("max_buffer", max_buffer, 1)
         watcher = Watcher(keys, wanted, max_buffer)
-        return Stream(self._rt.changes.watch(watcher, initial=initial))
+        feed = self._rt.changes
+        return Stream(
+            feed.watch(watcher, initial=initial),
+            on_enter=lambda: feed.register(watcher, initial=initial),
+            on_close=lambda: feed.unregister(watcher),
+        )
 
     async def wait_any(
         self, job_ids: Iterable[str], *states: JobState, timeout: float | None = None

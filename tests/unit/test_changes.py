@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import random
 
 import anyio
@@ -154,3 +156,59 @@ async def test_as_completed_yields_each_of_1000_jobs_once(
                     engine.exit(other, 0)
     assert sorted(seen) == sorted(ids)
     assert tracker._rt.changes.watchers == 0
+
+
+async def test_a_watch_registers_when_its_block_is_entered(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    """Changes from the ``async with`` on are kept, read or not; closing a watch that was
+    never read leaves nothing registered."""
+    [job_id] = await started(tracker)
+    async with tracker.watch([job_id]) as changes:
+        assert tracker._rt.changes.watchers == 1
+        engine.exit(job_id, 0)
+        await until(lambda: tracker.cached_state(job_id) is DONE)
+        change = await changes.__anext__()
+    assert (change.old_state, change.new_state) == (RUNNING, DONE)
+    async with tracker.watch():
+        assert tracker._rt.changes.watchers == 1
+    assert tracker._rt.changes.watchers == 0
+
+
+async def test_events_of_confirmed_actions_never_move_a_job_back(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    """A suspend and a resume confirmed before their events arrive: the late pause event
+    does not publish SUSPENDED again (a watcher sees each change once, in order)."""
+    [job_id] = await started(tracker)
+    async with tracker.watch([job_id]) as changes:
+        engine.cut_streams()  # the events wait for the reconnect, after both actions
+        await tracker.job_control(job_id, "suspend")
+        await tracker.job_control(job_id, "resume")
+        assert tracker._cache.require(job_id).awaited == collections.deque(["pause", "unpause"])
+        engine.exit(job_id, 0)
+        seen = []
+        async for change in changes:
+            seen.append((change.old_state, change.new_state))
+            if change.new_state is DONE:
+                break
+    assert seen == [(RUNNING, JobState.SUSPENDED), (JobState.SUSPENDED, RUNNING), (RUNNING, DONE)]
+
+
+async def test_an_action_whose_event_came_first_awaits_nothing(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    """When the pause event is applied before the suspend returns, the event made the
+    change: nothing is left to absorb, so a later pause by someone else still counts."""
+    [job_id] = await started(tracker)
+    gate = engine.hold("pause", match=job_id, after=True)  # paused, the call not returned
+    suspend = asyncio.create_task(tracker.job_control(job_id, "suspend"))
+    await gate.arrived.wait()
+    await until(lambda: tracker.cached_state(job_id) is JobState.SUSPENDED)  # by the event
+    gate.release()
+    await suspend
+    assert not tracker._cache.require(job_id).awaited
+    await engine.unpause(job_id)  # someone else: events only
+    await until(lambda: tracker.cached_state(job_id) is RUNNING)
+    await engine.pause(job_id)
+    await until(lambda: tracker.cached_state(job_id) is JobState.SUSPENDED)
