@@ -106,6 +106,7 @@ class StateCache:
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self._arrays: dict[str, dict[str, Job]] = {}  # array id -> its tasks known
         self._waiters = 0
         self._tick = 0
         # Ids of containers that are gone: an id is never reused, so nothing late (an
@@ -190,6 +191,8 @@ class StateCache:
                 job.owner = meta.owner
                 job.auto_remove, job.die_is_final = meta.auto_remove, meta.die_is_final
             self._jobs[job_id] = job
+            if job.array_id is not None:
+                self._arrays.setdefault(job.array_id, {})[job_id] = job
             changes.append(Change(job_id, job.array_id, job.state))
             return out, changes
         if version_ns and version_ns < job.version_ns:
@@ -404,6 +407,11 @@ class StateCache:
 
     def _forget(self, job: Job, out: Wakeups, changes: list[Change]) -> None:
         del self._jobs[job.job_id]
+        if job.array_id is not None:
+            tasks = self._arrays.get(job.array_id, {})
+            tasks.pop(job.job_id, None)
+            if not tasks:
+                self._arrays.pop(job.array_id, None)
         self._bury(job.job_id)
         changes.append(Change(job.job_id, job.array_id, None, job.state))
         for waiter in job.waiters:
@@ -448,9 +456,9 @@ class StateCache:
         return out
 
     def array_jobs(self, array_id: str) -> list[Job]:
-        return sorted(
-            (j for j in self._jobs.values() if j.array_id == array_id), key=lambda j: j.index
-        )
+        """An array's tasks in index order (from the index by array: not a scan of all jobs,
+        which made each launcher round cost the session's size)."""
+        return sorted(self._arrays.get(array_id, {}).values(), key=lambda j: j.index)
 
 
 def _int(text: str | None) -> int:

@@ -12,10 +12,9 @@ cancellation, ``aclose``) unregisters it.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import math
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import anyio
@@ -23,6 +22,7 @@ import anyio
 from ._cache import TERMINAL, Change, StateCache
 from ._exceptions import InvalidStateError, JobNotFoundError, WaitTimeoutError
 from ._model import JobState, StateChange
+from ._waiters import Wake
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -45,8 +45,7 @@ class Watcher:
         self.limit = limit
         self._queue: collections.deque[StateChange | _Lost] = collections.deque()
         self._size = 0
-        # The consumer's wake-up while it waits (a bare future: one per wait, no more).
-        self._wake: asyncio.Future[None] | None = None
+        self._wake = Wake()
         self.registered = False
 
     def offer(self, change: StateChange) -> None:
@@ -61,9 +60,7 @@ class Watcher:
         else:
             self._queue.append(change)
             self._size += 1
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+        self._wake.set()
 
     def ready(self) -> bool:
         return bool(self._queue)
@@ -77,11 +74,7 @@ class Watcher:
 
     async def next(self) -> StateChange:
         while not self._queue:
-            self._wake = asyncio.get_running_loop().create_future()
-            try:
-                await self._wake
-            finally:
-                self._wake = None
+            await self._wake.wait()
         return self.take()
 
 
@@ -154,21 +147,37 @@ class ChangeFeed:
 
     def completions(
         self, job_ids: Iterable[str], wanted: frozenset[JobState]
-    ) -> tuple[Watcher, dict[str, JobState | None]]:
+    ) -> tuple[Watcher, Sequence[tuple[str, JobState | None]]]:
         """Register a watcher for ``job_ids`` reaching ``wanted`` (or ending otherwise);
         returns it with the jobs already there (their state), from the same step."""
         keys = frozenset(job_ids)
         states: frozenset[JobState | None] = frozenset({*wanted, *TERMINAL, None})
         watcher = Watcher(keys, states, len(keys) + 1)
-        done: dict[str, JobState | None] = {}
-        for job_id in keys:
+        self.register(watcher)
+        return watcher, self._there(keys, wanted)
+
+    def _there(
+        self, job_ids: Iterable[str], wanted: frozenset[JobState]
+    ) -> list[tuple[str, JobState | None]]:
+        """The jobs in a wanted or terminal state, or gone (None), from the cache."""
+        out: list[tuple[str, JobState | None]] = []
+        for job_id in job_ids:
             job = self._cache.get(job_id)
             if job is None:
-                done[job_id] = None
+                out.append((job_id, None))
             elif job.state in wanted or job.state in TERMINAL:
-                done[job_id] = job.state
-        self.register(watcher)
-        return watcher, done
+                out.append((job_id, job.state))
+        return out
+
+    def _next(
+        self, change: StateChange, pending: Iterable[str], wanted: frozenset[JobState]
+    ) -> Sequence[tuple[str, JobState | None]]:
+        """What a change tells a wait; after a marker of lost changes (a completion watcher
+        holds one change per job and one more, so only a job that ended and was deleted
+        before being read can overflow it), the cache's present for the jobs pending."""
+        if change.lost:
+            return self._there(pending, wanted)
+        return ((change.job_id, change.new_state),)
 
     async def wait_any(
         self, job_ids: list[str], wanted: frozenset[JobState], timeout: float | None
@@ -178,7 +187,7 @@ class ChangeFeed:
             pending = set(job_ids)
             with _deadline(_at(timeout), f"none of {len(job_ids)} jobs reached a wanted state"):
                 while True:
-                    for job_id, state in done.items():
+                    for job_id, state in done:
                         if state is None:
                             raise JobNotFoundError(f"job {job_id} was deleted", job_id=job_id)
                         if state in wanted:
@@ -188,8 +197,7 @@ class ChangeFeed:
                         raise InvalidStateError(
                             f"all {len(job_ids)} jobs ended without reaching a wanted state"
                         )
-                    change = await watcher.next()
-                    done = {change.job_id: change.new_state}
+                    done = self._next(await watcher.next(), pending, wanted)
         finally:
             self.unregister(watcher)
 
@@ -197,56 +205,60 @@ class ChangeFeed:
         self, job_ids: list[str], wanted: frozenset[JobState], timeout: float | None
     ) -> dict[str, JobState]:
         watcher, done = self.completions(job_ids, wanted)
+        pending = set(job_ids)
         reached: dict[str, JobState] = {}
         try:
             with _deadline(_at(timeout), f"not all of {len(job_ids)} jobs reached a wanted state"):
                 while True:
-                    for job_id, state in done.items():
-                        reached.update(_reached(job_id, state, wanted))
-                    if len(reached) == len(set(job_ids)):
+                    for job_id, state in done:
+                        if job_id in pending and _reached(job_id, state, wanted):
+                            reached[job_id] = state  # type: ignore[assignment]  # not None
+                            pending.discard(job_id)
+                    if not pending:
                         return {job_id: reached[job_id] for job_id in job_ids}
-                    change = await watcher.next()
-                    done = {change.job_id: change.new_state}
+                    done = self._next(await watcher.next(), pending, wanted)
         finally:
             self.unregister(watcher)
 
     async def as_completed(
-        self, job_ids: list[str], timeout: float | None
+        self, prepare: Callable[[], Awaitable[list[str]]], timeout: float | None
     ) -> AsyncGenerator[tuple[str, JobState], None]:
+        """Each job as it ends; ``prepare`` checks the arguments and returns the ids (run at
+        the first iteration, so the checks' errors come from the iteration)."""
+        job_ids = await prepare()
         watcher, done = self.completions(job_ids, TERMINAL)
-        left = set(job_ids)
+        pending = set(job_ids)
         deadline = _at(timeout)
         try:
             while True:
-                for job_id, state in done.items():
-                    if job_id in left:
-                        left.discard(job_id)
-                        yield job_id, _reached(job_id, state, TERMINAL)[job_id]
-                if not left:
+                for job_id, state in done:
+                    if job_id in pending:
+                        pending.discard(job_id)
+                        _reached(job_id, state, TERMINAL)  # deleted: JobNotFoundError
+                        yield job_id, state  # type: ignore[misc]  # terminal, not None
+                if not pending:
                     return
                 if timeout is None:
                     change = await watcher.next()
                 else:
-                    with _deadline(deadline, f"{len(left)} jobs did not end"):
+                    with _deadline(deadline, f"{len(pending)} jobs did not end"):
                         change = await watcher.next()
-                done = {change.job_id: change.new_state}
+                done = self._next(change, pending, TERMINAL)
         finally:
             self.unregister(watcher)
 
 
-def _reached(
-    job_id: str, state: JobState | None, wanted: frozenset[JobState]
-) -> Mapping[str, JobState]:
-    """``{job_id: state}`` if the job is in a wanted state, ``{}`` if not yet; raises if it
-    never will (deleted, or ended in another state)."""
+def _reached(job_id: str, state: JobState | None, wanted: frozenset[JobState]) -> bool:
+    """Whether the job is in a wanted state (False: not yet); raises if it never will be
+    (deleted, or ended in another state)."""
     if state is None:
         raise JobNotFoundError(f"job {job_id} was deleted", job_id=job_id)
     if state in wanted:
-        return {job_id: state}
+        return True
     if state in TERMINAL:
         names = ", ".join(sorted(s.name for s in wanted))
         raise InvalidStateError(f"job {job_id} ended {state.name}, never {names}", job_id=job_id)
-    return {}
+    return False
 
 
 def _at(timeout: float | None) -> float:

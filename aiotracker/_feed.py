@@ -10,7 +10,6 @@ the queued events, in order, to one handler.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import time
@@ -21,6 +20,7 @@ import anyio.abc
 
 from ._engine.base import ContainerEvent, Engine, EngineConnectionError
 from ._errors import translate
+from ._waiters import Wake
 
 log = logging.getLogger("aiotracker")
 
@@ -44,7 +44,8 @@ class EventFeed:
         self._engine_timeout = engine_timeout
         self._on_reconnect = on_reconnect
         self._on_engine_lost = on_engine_lost
-        self._queue: asyncio.Queue[ContainerEvent] = asyncio.Queue()
+        self._queue: collections.deque[ContainerEvent] = collections.deque()
+        self._wake = Wake()
         self._recent: collections.deque[tuple[str, str, int]] = collections.deque()
         self._recent_set: set[tuple[str, str, int]] = set()
         self.last_event_ns = 0
@@ -114,16 +115,13 @@ class EventFeed:
             self._recent_set.discard(self._recent.popleft())
         self.last_event_ns = max(self.last_event_ns, event.time_ns)
         self.events += 1
-        self._queue.put_nowait(event)
+        self._queue.append(event)
+        self._wake.set()
 
     async def process(self, handler: Callable[[ContainerEvent], None]) -> None:
         """Hand queued events to ``handler`` in order, forever (a synchronous handler)."""
         queue = self._queue
         while True:
-            event = await queue.get()
-            while True:
-                handler(event)
-                try:
-                    event = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
+            while queue:
+                handler(queue.popleft())
+            await self._wake.wait()

@@ -446,14 +446,10 @@ class DockerTracker:
         ``WaitTimeoutError`` if they have not all ended within ``timeout`` seconds."""
         raw = list(job_ids) if not isinstance(job_ids, str) else [job_ids]
 
-        async def completed() -> AsyncGenerator[tuple[str, JobState], None]:
-            ids, _ = await self._many(raw, (), timeout)
-            inner = self._rt.changes.as_completed(ids, timeout)
-            async with contextlib.aclosing(inner):
-                async for item in inner:
-                    yield item
+        async def prepare() -> list[str]:
+            return (await self._many(raw, (), timeout))[0]
 
-        return Stream(completed())
+        return Stream(self._rt.changes.as_completed(prepare, timeout))
 
     async def _many(
         self, job_ids: Iterable[str], states: Iterable[JobState], timeout: float | None

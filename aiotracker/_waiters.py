@@ -44,3 +44,27 @@ def unreachable(job_id: str, wanted: frozenset[JobState], state: JobState) -> In
     return InvalidStateError(
         f"job {job_id} ended {state.name} and can never reach {names}", job_id=job_id
     )
+
+
+class Wake:
+    """A single consumer's wake-up, for a queue it drains (events, a watcher's changes): a
+    producer calls ``set`` after appending; the consumer awaits ``wait`` only once the queue
+    is empty, with no await between its check and the wait, so no wake-up is lost. A bare
+    future per wait (an ``anyio.Event`` per wake-up cost more than the rest of a change)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def wait(self) -> None:
+        self._future = asyncio.get_running_loop().create_future()
+        try:
+            await self._future
+        finally:
+            self._future = None
