@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -80,9 +81,10 @@ class Job:
     # The cache's tick when the entry was made: a listing older than that cannot know it.
     born: int = 0
     # The events of control actions this tracker saw confirmed and published already (in
-    # order): each is absorbed when it comes, so that a pause event arriving after the
-    # resume that followed never moves the job back. Cleared by an inspect.
-    awaited: collections.deque[str] | None = None
+    # order, each with the engine time after which it cannot be that action's any more):
+    # each is absorbed when it comes, so that a pause event arriving after the resume that
+    # followed never moves the job back.
+    awaited: collections.deque[tuple[str, int]] | None = None
     waiters: list[Waiter] = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -248,9 +250,13 @@ class StateCache:
             return out, changes, False  # stale: the entry already holds something newer
         job.version_ns = event.time_ns
         job.seq += 1
-        if job.awaited and job.awaited[0] == event.action:
-            job.awaited.popleft()  # published when the engine confirmed the action
-            return out, changes, False
+        if job.awaited:
+            awaited = job.awaited
+            while awaited and event.time_ns > awaited[0][1]:
+                awaited.popleft()  # too late to be the action's event: it never came
+            if awaited and awaited[0][0] == event.action:
+                awaited.popleft()  # published when the engine confirmed the action
+                return out, changes, False
         if event.action == "die":
             job.exited = True
             code = event.attributes.get("exitCode")
@@ -296,7 +302,6 @@ class StateCache:
             )  # fmt: skip
         if seq is not None and job.seq != seq:
             return None
-        job.awaited = None  # the engine's truth from now on
         out, changes = Wakeups(), list[Change]()
         if (
             job.die_is_final and job.exited and job.die_exit_code is not None
@@ -328,20 +333,29 @@ class StateCache:
         return out, changes
 
     def set_state(
-        self, job_id: str, state: JobState, event: str | None = None
-    ) -> tuple[Wakeups, list[Change]]:
-        """A control action the engine confirmed (pause, unpause, rename); ``event``: the
-        event the engine logs for it, absorbed when it comes (its change is published now;
-        if the event came first, it made the change, and nothing is awaited)."""
+        self, job_id: str, state: JobState, event: str | None = None, *,
+        seq: int | None = None, until_ns: int = 0,
+    ) -> tuple[Wakeups, list[Change]]:  # fmt: skip
+        """A control action the engine confirmed (pause, unpause, rename).
+
+        ``event``: the event the engine logs for it, absorbed when it comes (its change is
+        published now), unless it comes after ``until_ns`` (engine time). ``seq``: the job's
+        ``seq`` when the action was sent; if an event of the job was applied meanwhile, the
+        events are ahead of this answer and decide (the action's own one, or someone else's
+        after it): nothing changes here.
+        """
         out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
-        if job is not None and not (job.exited or job.state in TERMINAL):
-            moved = job.state is not state
-            self._set(job, state, out, changes)
-            if event is not None and moved:
-                if job.awaited is None:
-                    job.awaited = collections.deque()
-                job.awaited.append(event)
+        if job is None or job.exited or job.state in TERMINAL:
+            return out, changes
+        if seq is not None and job.seq != seq:
+            return out, changes
+        moved = job.state is not state
+        self._set(job, state, out, changes)
+        if event is not None and moved:
+            if job.awaited is None:
+                job.awaited = collections.deque()
+            job.awaited.append((event, until_ns or sys.maxsize))
         return out, changes
 
     def begin_output(self, job_id: str) -> None:

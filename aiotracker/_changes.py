@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 import anyio
 
 from ._cache import TERMINAL, Change, StateCache
-from ._exceptions import InvalidStateError, JobNotFoundError, WaitTimeoutError
+from ._exceptions import InvalidStateError, JobNotFoundError, TrackerError, WaitTimeoutError
 from ._model import JobState, StateChange
 from ._waiters import Wake
 
@@ -34,19 +34,40 @@ class _Lost:
         self.count = 1
 
 
-class Watcher:
-    """One consumer's view: the changes of the jobs (or arrays) it covers, in order."""
+class _Subscriber:
+    """What the feed hands changes to: a watch or a wait over many jobs."""
+
+    def __init__(self, keys: frozenset[str] | None, states: frozenset[JobState | None] | None):
+        self.keys = keys  # job and array ids; None: every job
+        self.states = states  # new states wanted; None: every change
+        self.registered = False
+        self._wake = Wake()
+        self._error: TrackerError | None = None
+
+    def offer(self, change: StateChange) -> None:
+        raise NotImplementedError
+
+    def fail(self, error: TrackerError) -> None:
+        """End the consumer's wait with ``error`` (the tracker closed, the engine is lost)."""
+        self._error = error
+        self._wake.set()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+class Watcher(_Subscriber):
+    """One consumer's view: the changes of the jobs (or arrays) it covers, in order, in a
+    buffer of ``limit`` changes; beyond, a marker of how many were lost."""
 
     def __init__(
         self, keys: frozenset[str] | None, states: frozenset[JobState | None] | None, limit: int
     ) -> None:
-        self.keys = keys  # job and array ids; None: every job
-        self.states = states  # new states wanted; None: every change
+        super().__init__(keys, states)
         self.limit = limit
         self._queue: collections.deque[StateChange | _Lost] = collections.deque()
         self._size = 0
-        self._wake = Wake()
-        self.registered = False
 
     def offer(self, change: StateChange) -> None:
         if self.states is not None and change.new_state not in self.states:
@@ -62,9 +83,6 @@ class Watcher:
             self._size += 1
         self._wake.set()
 
-    def ready(self) -> bool:
-        return bool(self._queue)
-
     def take(self) -> StateChange:
         entry = self._queue.popleft()
         if isinstance(entry, _Lost):
@@ -73,23 +91,60 @@ class Watcher:
         return entry
 
     async def next(self) -> StateChange:
+        """The next change; what was buffered comes before a failure."""
         while not self._queue:
+            self._raise()
             await self._wake.wait()
         return self.take()
 
 
+class Completions(_Subscriber):
+    """A wait over many jobs: the first wanted, terminal or deleted (None) state of each job,
+    once per job, so it holds at most one entry per job and can never overflow."""
+
+    def __init__(self, keys: frozenset[str], states: frozenset[JobState | None]) -> None:
+        super().__init__(keys, states)
+        self._seen: set[str] = set()
+        self._ready: list[tuple[str, JobState | None]] = []
+
+    def add(self, job_id: str, state: JobState | None) -> None:
+        if job_id not in self._seen:
+            self._seen.add(job_id)
+            self._ready.append((job_id, state))
+            self._wake.set()
+
+    def offer(self, change: StateChange) -> None:
+        if self.states is None or change.new_state in self.states:
+            self.add(change.job_id, change.new_state)
+
+    def take(self) -> list[tuple[str, JobState | None]]:
+        ready, self._ready = self._ready, []
+        return ready
+
+    async def next(self) -> list[tuple[str, JobState | None]]:
+        """The jobs that got somewhere since the last call (a failure comes first)."""
+        while not self._ready:
+            self._raise()
+            await self._wake.wait()
+        self._raise()
+        return self.take()
+
+
 class ChangeFeed:
-    """The tracker's published changes, handed to its watchers."""
+    """The tracker's published changes, handed to its watchers and waits."""
 
     def __init__(self, cache: StateCache, clock: Callable[[], datetime]) -> None:
         self._cache = cache
         self._clock = clock  # the engine's time, now
-        self._everything: set[Watcher] = set()
-        self._by_key: dict[str, set[Watcher]] = {}
+        self._everything: set[_Subscriber] = set()
+        self._by_key: dict[str, set[_Subscriber]] = {}
 
     @property
     def watchers(self) -> int:
         return len(self._everything) + len({w for ws in self._by_key.values() for w in ws})
+
+    def _subscribers(self) -> set[_Subscriber]:
+        return self._everything | {w for ws in self._by_key.values() for w in ws}
 
     def on_changes(self, changes: list[Change]) -> None:
         if not changes or (not self._everything and not self._by_key):
@@ -103,7 +158,20 @@ class ChangeFeed:
                 for watcher in self._by_key.get(key, ()) if key else ():
                     watcher.offer(change)
 
-    def register(self, watcher: Watcher, *, initial: bool = False) -> None:
+    def fail_waits(self, error: TrackerError) -> None:
+        """Fail every wait over many jobs (the engine is lost; watches go on, and catch up
+        after the reconnect's re-sync)."""
+        for subscriber in self._subscribers():
+            if isinstance(subscriber, Completions):
+                subscriber.fail(error)
+
+    def fail_all(self, error: TrackerError) -> None:
+        """End every watch and wait (the tracker closed): each raises ``error`` (a watch once
+        it has handed over what it holds)."""
+        for subscriber in self._subscribers():
+            subscriber.fail(error)
+
+    def register(self, watcher: _Subscriber, *, initial: bool = False) -> None:
         """Add a watcher; ``initial``: first a change (old state None) for the current
         state of every job it covers, in the same step (nothing can happen in between).
         A watcher registered already is left as it is."""
@@ -125,7 +193,7 @@ class ChangeFeed:
             for key in watcher.keys:
                 self._by_key.setdefault(key, set()).add(watcher)
 
-    def unregister(self, watcher: Watcher) -> None:
+    def unregister(self, watcher: _Subscriber) -> None:
         """Remove a watcher (idempotent)."""
         self._everything.discard(watcher)
         for key in watcher.keys or ():
@@ -145,49 +213,30 @@ class ChangeFeed:
 
     # -- waits over many jobs ----------------------------------------------------------
 
-    def completions(
-        self, job_ids: Iterable[str], wanted: frozenset[JobState]
-    ) -> tuple[Watcher, Sequence[tuple[str, JobState | None]]]:
-        """Register a watcher for ``job_ids`` reaching ``wanted`` (or ending otherwise);
-        returns it with the jobs already there (their state), from the same step."""
+    def completions(self, job_ids: Iterable[str], wanted: frozenset[JobState]) -> Completions:
+        """Register a wait for ``job_ids`` reaching ``wanted`` (or ending otherwise), holding
+        first the jobs already there (their state), from the same step."""
         keys = frozenset(job_ids)
-        states: frozenset[JobState | None] = frozenset({*wanted, *TERMINAL, None})
-        watcher = Watcher(keys, states, len(keys) + 1)
-        self.register(watcher)
-        return watcher, self._there(keys, wanted)
-
-    def _there(
-        self, job_ids: Iterable[str], wanted: frozenset[JobState]
-    ) -> list[tuple[str, JobState | None]]:
-        """The jobs in a wanted or terminal state, or gone (None), from the cache."""
-        out: list[tuple[str, JobState | None]] = []
-        for job_id in job_ids:
+        waiter = Completions(keys, frozenset({*wanted, *TERMINAL, None}))
+        for job_id in keys:
             job = self._cache.get(job_id)
             if job is None:
-                out.append((job_id, None))
+                waiter.add(job_id, None)
             elif job.state in wanted or job.state in TERMINAL:
-                out.append((job_id, job.state))
-        return out
-
-    def _next(
-        self, change: StateChange, pending: Iterable[str], wanted: frozenset[JobState]
-    ) -> Sequence[tuple[str, JobState | None]]:
-        """What a change tells a wait; after a marker of lost changes (a completion watcher
-        holds one change per job and one more, so only a job that ended and was deleted
-        before being read can overflow it), the cache's present for the jobs pending."""
-        if change.lost:
-            return self._there(pending, wanted)
-        return ((change.job_id, change.new_state),)
+                waiter.add(job_id, job.state)
+        self.register(waiter)
+        return waiter
 
     async def wait_any(
         self, job_ids: list[str], wanted: frozenset[JobState], timeout: float | None
     ) -> tuple[str, JobState]:
-        watcher, done = self.completions(job_ids, wanted)
+        waiter = self.completions(job_ids, wanted)
         try:
             pending = set(job_ids)
+            ready = waiter.take()  # the jobs there already
             with _deadline(_at(timeout), f"none of {len(job_ids)} jobs reached a wanted state"):
                 while True:
-                    for job_id, state in done:
+                    for job_id, state in ready:
                         if state is None:
                             raise JobNotFoundError(f"job {job_id} was deleted", job_id=job_id)
                         if state in wanted:
@@ -197,28 +246,25 @@ class ChangeFeed:
                         raise InvalidStateError(
                             f"all {len(job_ids)} jobs ended without reaching a wanted state"
                         )
-                    done = self._next(await watcher.next(), pending, wanted)
+                    ready = await waiter.next()
         finally:
-            self.unregister(watcher)
+            self.unregister(waiter)
 
     async def wait_all(
         self, job_ids: list[str], wanted: frozenset[JobState], timeout: float | None
     ) -> dict[str, JobState]:
-        watcher, done = self.completions(job_ids, wanted)
+        waiter = self.completions(job_ids, wanted)
         pending = set(job_ids)
         reached: dict[str, JobState] = {}
         try:
             with _deadline(_at(timeout), f"not all of {len(job_ids)} jobs reached a wanted state"):
-                while True:
-                    for job_id, state in done:
-                        if job_id in pending and _reached(job_id, state, wanted):
-                            reached[job_id] = state  # type: ignore[assignment]  # not None
-                            pending.discard(job_id)
-                    if not pending:
-                        return {job_id: reached[job_id] for job_id in job_ids}
-                    done = self._next(await watcher.next(), pending, wanted)
+                while pending:
+                    for job_id, state in await waiter.next():
+                        reached[job_id] = _reached(job_id, state, wanted)
+                        pending.discard(job_id)
+                return {job_id: reached[job_id] for job_id in job_ids}
         finally:
-            self.unregister(watcher)
+            self.unregister(waiter)
 
     async def as_completed(
         self, prepare: Callable[[], Awaitable[list[str]]], timeout: float | None
@@ -226,39 +272,32 @@ class ChangeFeed:
         """Each job as it ends; ``prepare`` checks the arguments and returns the ids (run at
         the first iteration, so the checks' errors come from the iteration)."""
         job_ids = await prepare()
-        watcher, done = self.completions(job_ids, TERMINAL)
-        pending = set(job_ids)
+        waiter = self.completions(job_ids, TERMINAL)
+        left = len(waiter.keys or ())
         deadline = _at(timeout)
         try:
-            while True:
-                for job_id, state in done:
-                    if job_id in pending:
-                        pending.discard(job_id)
-                        _reached(job_id, state, TERMINAL)  # deleted: JobNotFoundError
-                        yield job_id, state  # type: ignore[misc]  # terminal, not None
-                if not pending:
-                    return
+            while left:
                 if timeout is None:
-                    change = await watcher.next()
+                    ready = await waiter.next()
                 else:
-                    with _deadline(deadline, f"{len(pending)} jobs did not end"):
-                        change = await watcher.next()
-                done = self._next(change, pending, TERMINAL)
+                    with _deadline(deadline, f"{left} jobs did not end"):
+                        ready = await waiter.next()
+                for job_id, state in ready:
+                    left -= 1
+                    yield job_id, _reached(job_id, state, TERMINAL)
         finally:
-            self.unregister(watcher)
+            self.unregister(waiter)
 
 
-def _reached(job_id: str, state: JobState | None, wanted: frozenset[JobState]) -> bool:
-    """Whether the job is in a wanted state (False: not yet); raises if it never will be
-    (deleted, or ended in another state)."""
+def _reached(job_id: str, state: JobState | None, wanted: frozenset[JobState]) -> JobState:
+    """The job's state, recorded by a wait as its first wanted or terminal state (or None:
+    deleted); raises if the job will never be in a wanted state."""
     if state is None:
         raise JobNotFoundError(f"job {job_id} was deleted", job_id=job_id)
-    if state in wanted:
-        return True
-    if state in TERMINAL:
+    if state not in wanted:  # a terminal state, since a wait records only those and wanted
         names = ", ".join(sorted(s.name for s in wanted))
         raise InvalidStateError(f"job {job_id} ended {state.name}, never {names}", job_id=job_id)
-    return False
+    return state
 
 
 def _at(timeout: float | None) -> float:

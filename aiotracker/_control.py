@@ -9,6 +9,7 @@ check and the call) is ``InvalidStateError`` too: a user cannot stop a job from 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Collection
 
 from ._arrays import ArrayLauncher
@@ -23,6 +24,9 @@ from ._sync import Sync
 from ._waiters import Wakeups
 
 _QUEUED = frozenset({JobState.QUEUED, JobState.QUEUED_HELD})
+# How long after the engine confirmed an action its event may still come (then it is taken
+# for the action's own, and absorbed).
+_EVENT_GRACE_NS = 1_000_000_000
 # The states each action applies to.
 _ALLOWED: dict[JobControlAction, frozenset[JobState]] = {
     JobControlAction.SUSPEND: frozenset({JobState.RUNNING}),
@@ -44,7 +48,9 @@ class Controller:
         submitter: Submitter,
         launcher: ArrayLauncher,
         publish: Callable[[tuple[Wakeups, list[Change]] | None], None],
+        now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
+        self._now_ns = now_ns  # the engine's clock, as well as we know it
         self._engine = engine
         self._cache = cache
         self._sync = sync
@@ -96,20 +102,27 @@ class Controller:
             )
         return state
 
+    def _confirmed(self, job_id: str, state: JobState, event: str, seq: int | None) -> None:
+        """The engine confirmed an action sent when the job's ``seq`` was ``seq``: publish
+        its state now; its event, expected within a second, is absorbed when it comes."""
+        until_ns = self._now_ns() + _EVENT_GRACE_NS
+        self._publish(self._cache.set_state(job_id, state, event, seq=seq, until_ns=until_ns))
+
     async def _do(self, job_id: str, act: JobControlAction, state: JobState) -> None:
         job = self._cache.require(job_id)
+        sent = self._cache.seq(job_id)
         if act is JobControlAction.SUSPEND:
             with engine_errors("suspend", job_id):
                 await self._engine.pause(job_id)
-            self._publish(self._cache.set_state(job_id, JobState.SUSPENDED, "pause"))
+            self._confirmed(job_id, JobState.SUSPENDED, "pause", sent)
         elif act is JobControlAction.RESUME:
             with engine_errors("resume", job_id):
                 await self._engine.unpause(job_id)
-            self._publish(self._cache.set_state(job_id, JobState.RUNNING, "unpause"))
+            self._confirmed(job_id, JobState.RUNNING, "unpause", sent)
         elif act is JobControlAction.HOLD:
             if state is JobState.QUEUED:
                 await rename_mark(self._engine, job_id, HELD_SUFFIX)
-                self._publish(self._cache.set_state(job_id, JobState.QUEUED_HELD, "rename"))
+                self._confirmed(job_id, JobState.QUEUED_HELD, "rename", sent)
         elif act is JobControlAction.RELEASE:
             await self._release(job_id, state, job.array_id)
         elif state in _QUEUED and not job.ever_started:
@@ -122,7 +135,7 @@ class Controller:
                 with contextlib.suppress(InvalidStateError), engine_errors("terminate", job_id):
                     await self._engine.kill(job_id)
                 return
-            self._publish(self._cache.set_state(job_id, JobState.FAILED, "rename"))
+            self._confirmed(job_id, JobState.FAILED, "rename", sent)
         else:
             if not job.die_is_final:  # a restart policy, or a job made by another tool
                 with engine_errors("inspect", job_id):
@@ -139,8 +152,9 @@ class Controller:
         QUEUED but never started (an earlier release failed) is started by a second one."""
         if array_id is not None:
             if state is JobState.QUEUED_HELD:
+                sent = self._cache.seq(job_id)
                 await rename_mark(self._engine, job_id, "")
-                self._publish(self._cache.set_state(job_id, JobState.QUEUED, "rename"))
+                self._confirmed(job_id, JobState.QUEUED, "rename", sent)
             self._launcher.wake_all()
             return
         if self._cache.require(job_id).ever_started:

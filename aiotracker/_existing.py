@@ -47,7 +47,7 @@ class ExistingJobs:
         submissions. A name in use without the same key is ``JobNameInUseError``."""
         labels = jobs[0].config["Labels"]
         key = labels.get(KEY_LABEL)
-        names = {base_name(j.name) for j in jobs if job_name_of(j.name)}
+        names = {base_name(j.name) for j in jobs if job_name_of(j.name, self._session)}
         if key is None and not names:
             return None
         label = f"{KEY_LABEL}={key}" if key is not None else f"{SESSION_LABEL}={self._session}"
@@ -59,7 +59,7 @@ class ExistingJobs:
             return min(same, key=lambda s: s.name) if same else None
         for s in mine:
             if base_name(s.name) in names:
-                raise _in_use(job_name_of(s.name), s.container_id)
+                raise _in_use(job_name_of(s.name, self._session), s.container_id)
         return None
 
     async def inspect(self, job_id: str) -> ContainerDetails:
@@ -77,7 +77,7 @@ class ExistingJobs:
     async def clash(self, config: dict[str, Any], name: str) -> str:
         """The name is taken: the same key's job (idempotent), or JobNameInUseError."""
         labels = config["Labels"]
-        job_name = job_name_of(name)
+        job_name = job_name_of(name, self._session)
         details = None
         with anyio.move_on_after(self._timeout):
             while details is None:

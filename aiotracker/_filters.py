@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,8 +37,8 @@ _STATUSES: Mapping[JobState, tuple[str, ...]] = {
     JobState.QUEUED_HELD: ("created",),
     JobState.RUNNING: ("running", "restarting"),
     JobState.SUSPENDED: ("paused",),
-    JobState.DONE: ("exited",),
-    JobState.FAILED: ("exited", "dead", "created"),
+    JobState.DONE: ("exited", "dead", "removing"),
+    JobState.FAILED: ("exited", "dead", "removing", "created"),
 }
 
 
@@ -51,6 +51,14 @@ def wanted(job_filter: JobInfo | None) -> dict[str, Any]:
     fields = {
         name: value for name in _FIELDS if (value := getattr(job_filter, name)) != _DEFAULTS[name]
     }
+    if "state" in fields and not isinstance(fields["state"], JobState):
+        state = fields["state"]
+        raise InvalidArgumentError(f"filter field state must be a JobState, got {state!r}")
+    for name in _CONTAINS & fields.keys():
+        if isinstance(fields[name], str) or not isinstance(fields[name], Sequence):
+            raise InvalidArgumentError(f"filter field {name} must be a sequence of strings")
+    if "extensions" in fields and not isinstance(fields["extensions"], Mapping):
+        raise InvalidArgumentError("filter field extensions must be a mapping")
     for name in _AT_OR_AFTER & fields.keys():
         if not isinstance(fields[name], datetime) or fields[name].tzinfo is None:
             raise InvalidArgumentError(f"filter field {name} must be a timezone-aware datetime")

@@ -67,10 +67,17 @@ def container_name(job_name: str, session: str) -> str:
     return f"{job_name}.{session_tag(session)}"
 
 
-def job_name_of(name: str) -> str:
-    """The job name a container name was derived from ("" for a generated name)."""
+def job_name_of(name: str, session: str | None = None) -> str:
+    """The job name a container name was derived from ("" for a generated name). With the
+    container's session, its tag is cut off exactly (a job name may hold dots); without one
+    (another tool's container), the name is the job name."""
     name = base_name(name)
-    return "" if name.startswith("aiotracker-") else name.split(".", 1)[0]
+    if name.startswith("aiotracker-"):
+        return ""
+    if session is None:
+        return name
+    tag = "." + session_tag(session)
+    return name[: -len(tag)] if name.endswith(tag) else name
 
 
 def lease_name(owner: str, session: str) -> str:

@@ -33,7 +33,7 @@ class JobView:
         self._monitor = monitor
         self.job_id = summary.container_id
         self.session_name = summary.labels.get(SESSION_LABEL, "")
-        self.job_name = job_name_of(summary.name)
+        self.job_name = job_name_of(summary.name, summary.labels.get(SESSION_LABEL))
         listed = state_from_summary(summary.state, summary.status, summary.name)
         self.state = listed or JobState.UNDETERMINED
         self._listed = listed is not None  # else only its info can tell

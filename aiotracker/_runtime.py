@@ -88,8 +88,9 @@ class Runtime:
         self.sync.on_resynced = self._resynced
         self.sync.on_exit = self.exits.job_exited
         self.control = Controller(
-            engine, self.cache, self.sync, self.submitter, self.launcher, self.publish
-        )
+            engine, self.cache, self.sync, self.submitter, self.launcher, self.publish,
+            lambda: time.time_ns() + self.clock_offset // timedelta(microseconds=1) * 1000,
+        )  # fmt: skip
         self.changes = ChangeFeed(self.cache, lambda: utcnow() + self.clock_offset)
         self.watch = OutputWatch(engine, self.cache, self.copier, self.tasks, self.exits)
         self.closed = False
@@ -117,6 +118,7 @@ class Runtime:
     def _engine_lost(self) -> None:
         error = DrmCommunicationError("the Docker engine has been unreachable")
         self.cache.fail_all(None, error).resolve()
+        self.changes.fail_waits(error)
 
     @property
     def is_open(self) -> bool:
@@ -189,6 +191,7 @@ class Runtime:
             error = TrackerClosedError("the tracker stopped")
             error.__cause__ = cause
             self.cache.fail_all(None, error).resolve()
+            self.changes.fail_all(error)
             with shielded(self.timeout):
                 await self.engine.aclose()
 
@@ -286,7 +289,9 @@ class Runtime:
 
     async def _stop(self) -> None:
         self.closed = True
-        self.cache.fail_all(None, TrackerClosedError("the tracker was closed")).resolve()
+        closed = TrackerClosedError("the tracker was closed")
+        self.cache.fail_all(None, closed).resolve()
+        self.changes.fail_all(closed)
         if self._closing is not None:
             self._closing.set()
         task, self._host_task = self._host_task, None

@@ -9,7 +9,7 @@ delegates everything to it: the waits are the tracker's event-driven ``wait_any`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -25,6 +25,7 @@ from ._exceptions import (
 from ._filters import CACHED, matches, wanted
 from ._jobs import STARTED, TERMINATED, ArrayJob, Job
 from ._labels import LEASE_LABEL, SESSION_LABEL
+from ._mapping import state_from_details, state_from_summary
 from ._model import JobInfo, JobState, JobTemplate
 from ._tasks import each
 from ._tracker import DockerTracker
@@ -36,8 +37,10 @@ class JobSession:
     ``JobSession("name", docker_url=...)`` opens a tracker of its own (any other keyword is a
     ``DockerTracker`` option) and closes it with the session; ``JobSession(tracker)`` works
     over an open tracker and leaves it open. Use ``async with`` (or ``open()`` and
-    ``close()``); ``close()`` twice, or any call after it, is ``InvalidSessionError``.
-    Closing never touches the jobs: they run on, and a later session of the name finds them.
+    ``close()``); ``close()`` twice, or any of its calls after it, is ``InvalidSessionError``.
+    The ``Job`` objects it handed out act through its tracker: they work while the tracker is
+    open (``TrackerClosedError`` after). Closing never touches the jobs: they run on, and a
+    later session of the name finds them.
     """
 
     def __init__(
@@ -125,10 +128,10 @@ class JobSession:
         return ArrayJob(tracker, array_id, await tracker.list_array_jobs(array_id))
 
     async def get_job(self, job_id: str) -> Job:
-        """The job with this id (``JobNotFoundError`` if it is not one of the session's)."""
+        """The job with this id or unique id prefix (``JobNotFoundError`` if it is not one
+        of the session's)."""
         tracker = self._check()
-        await tracker.job_state(job_id)
-        return Job(tracker, job_id)
+        return Job(tracker, await tracker.resolve_id(job_id))
 
     async def get_job_array(self, array_id: str) -> ArrayJob:
         """The array job with this id (``JobNotFoundError``, an ``InvalidArgumentError``, if
@@ -156,14 +159,18 @@ class JobSession:
 
     # -- waits --------------------------------------------------------------------------
 
-    def _ids(self, jobs: Iterable[Job | str]) -> tuple[list[str], dict[str, Job]]:
-        if isinstance(jobs, str | Job):
-            raise InvalidArgumentError("jobs must be given as a collection of Job objects")
+    async def _ids(self, jobs: Iterable[Job | str]) -> tuple[list[str], dict[str, Job]]:
+        """The full ids of ``jobs`` (Job objects of this session, or ids or id prefixes),
+        each once, with the object to return for it."""
+        if isinstance(jobs, str | Job | ArrayJob):
+            raise InvalidArgumentError(
+                "jobs must be a collection of Job objects (an ArrayJob's are in .jobs)"
+            )
         tracker = self._check()
         objects: dict[str, Job] = {}
         for job in jobs:
             if isinstance(job, str):
-                job = Job(tracker, job)
+                job = Job(tracker, await tracker.resolve_id(job))
             elif not isinstance(job, Job):
                 raise InvalidArgumentError(f"not a Job: {job!r}")
             elif job.session_name != self.session_name:
@@ -179,14 +186,14 @@ class JobSession:
     async def _wait_any(
         self, jobs: Iterable[Job | str], states: frozenset[JobState], timeout: float | None
     ) -> Job:
-        ids, objects = self._ids(jobs)
+        ids, objects = await self._ids(jobs)
         job_id, _ = await self._tracker.wait_any(ids, *states, timeout=timeout)
         return objects[job_id]
 
     async def _wait_all(
         self, jobs: Iterable[Job | str], states: frozenset[JobState], timeout: float | None
     ) -> list[Job]:
-        ids, objects = self._ids(jobs)
+        ids, objects = await self._ids(jobs)
         await self._tracker.wait_all(ids, *states, timeout=timeout)
         return [objects[job_id] for job_id in ids]
 
@@ -235,28 +242,44 @@ async def list_job_sessions(
 
 
 async def destroy_job_session(
-    name: str, docker_url: str | None = None, **options: Any
+    name: str, docker_url: str | None = None, *, engine: Engine | None = None
 ) -> list[str]:
-    """Remove every job of the session ``name``; returns their ids.
+    """Remove every job of the session ``name`` (their containers); returns their ids.
 
-    Only a session whose jobs have all ended can be destroyed: ``InvalidStateError`` (and
-    nothing removed) while any is queued, held, running or suspended. ``JobNotFoundError``
-    (an ``InvalidArgumentError``) if the session has no jobs. Other keywords are
-    ``DockerTracker`` options.
+    Only a session whose jobs have all ended (as the engine reads them) can be destroyed:
+    ``InvalidStateError``, with nothing removed, while any is queued, held, running or
+    suspended. ``JobNotFoundError`` (an ``InvalidArgumentError``) if the session has no jobs.
+    Nothing is started or adopted on the way (no tracker is opened). A removal that fails
+    does not stop the others; the first failure is raised once they are done.
     """
-    async with DockerTracker(name, docker_url=docker_url, **options) as tracker:
-        ids = await tracker.list_jobs()
-        if not ids:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError("a job session name is a non-empty string")
+    async with connected(docker_url, engine) as eng:
+        with engine_errors("list"):
+            summaries = await eng.list_containers(f"{SESSION_LABEL}={name}")
+        jobs = [s for s in summaries if LEASE_LABEL not in s.labels]
+        if not jobs:
             raise JobNotFoundError(f"no job session {name!r} (it has no jobs)", job_id=None)
-        live = _live(tracker, ids)
+        listed = {s.container_id: state_from_summary(s.state, s.status, s.name) for s in jobs}
+
+        async def read(job_id: str) -> JobState:
+            with engine_errors("inspect", job_id):
+                return state_from_details(await eng.inspect(job_id))
+
+        unsure = [job_id for job_id, state in listed.items() if state is None]
+        states = {**listed, **await each(read, unsure)}
+        live = [j for j, state in states.items() if state is not None and not state.is_terminal]
         if live:
             raise InvalidStateError(
                 f"job session {name!r} has {len(live)} job(s) that have not ended "
                 f"({', '.join(j[:12] for j in live[:5])}{', ...' if len(live) > 5 else ''})"
             )
-        await each(tracker.delete_job, ids)
-        return ids
 
+        async def remove(job_id: str) -> str:
+            with engine_errors("remove", job_id):
+                await eng.remove(job_id)
+            return job_id
 
-def _live(tracker: DockerTracker, ids: Sequence[str]) -> list[str]:
-    return [j for j in ids if not (tracker.cached_state(j) or JobState.UNDETERMINED).is_terminal]
+        gone = [j for j, state in states.items() if state is not None]  # None: gone meanwhile
+        await each(remove, gone)
+        return gone

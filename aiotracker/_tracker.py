@@ -262,6 +262,12 @@ class DockerTracker:
         array.launches = {job_id: job.launch for job_id, job in zip(made, prepared, strict=True)}
         return array_id
 
+    async def resolve_id(self, job_id: str) -> str:
+        """The full id of a job of this session, from its id or a unique prefix of it
+        (``JobNotFoundError`` otherwise); no engine call for a job the cache knows."""
+        self._check_open()
+        return job_id if job_id in self._cache else await self._sync.known(job_id)
+
     def cached_state(self, job_id: str) -> JobState | None:
         """The job's state as the cache holds it now, with no await and no engine call; None
         for a job the tracker does not know (yet, or any more)."""
@@ -511,9 +517,11 @@ class DockerTracker:
         finished task, a running one for ``hold``, a deleted one).
 
         Terminate marks queued tasks FAILED before it kills running ones, so the launcher
-        cannot start a task in between. A task the action fails for otherwise (the engine
-        refused or is away) does not stop the others: the failures are raised together at
-        the end, as an ``ExceptionGroup`` of the tasks' errors (each with its ``job_id``).
+        cannot start a task in between. A task the engine refuses the action for does not
+        stop the others: those failures are raised together at the end, as an
+        ``ExceptionGroup`` of the tasks' errors (each with its ``job_id``). An engine that
+        cannot be reached (``DrmCommunicationError``) or a tracker closed meanwhile stops it
+        at once.
         """
         self._check_worker("control jobs")
         act = control_action(action)
@@ -528,7 +536,11 @@ class DockerTracker:
                 try:
                     await self._rt.control.act(job_id, act)
                 except (InvalidStateError, JobNotFoundError):
+                    if not self._rt.is_open:
+                        raise  # closed meanwhile (TrackerClosedError): no task will do
                     continue  # does not apply to this task
+                except DrmCommunicationError:
+                    raise  # the engine is away: the other tasks would only wait for it too
                 except TrackerError as exc:
                     failures.append(exc)
         if failures:

@@ -42,7 +42,14 @@ from .base import (
     OutputReader,
 )
 from .endpoint import Endpoint, negotiate, resolve_endpoint
-from .podman import ACTION_ALIASES, STATUS_ALIASES, podman_config, podman_failure, product
+from .podman import (
+    ACTION_ALIASES,
+    STATUS_ALIASES,
+    podman_config,
+    podman_failure,
+    podman_statuses,
+    product,
+)
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, asyncio.IncompleteReadError)
 _FRAME = struct.Struct(">BxxxL")  # the engine's multiplexed stream header
@@ -341,8 +348,10 @@ class DockerEngine:
         wanted = {key: list(values) for key, values in (filters or {}).items()}
         if label is not None:
             wanted["label"] = [label]
-        if self.product == "podman" and "exited" in wanted.get("status", ()):
-            wanted["status"].append("stopped")  # Podman's moment between exit and clean-up
+        if self.product == "podman" and "status" in wanted:
+            wanted["status"] = podman_statuses(wanted["status"])
+            if not wanted["status"]:
+                return []
         params = {"all": "1", "filters": json.dumps(wanted)}
         raw = await self._json("list", "containers/json", params=params)
         return [

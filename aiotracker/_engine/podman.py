@@ -68,3 +68,17 @@ def podman_failure(error: Exception, what: str) -> Exception:
 
 
 _REFUSALS = ("runc create failed", "oci runtime", "oci permission denied")
+
+
+# The container states Podman's list filter knows (it refuses the others, such as Docker's
+# "restarting" and "dead"); "stopped" is its moment between a process's exit and clean-up.
+_PODMAN_STATUSES = frozenset({"created", "running", "paused", "exited", "stopped", "removing"})
+
+
+def podman_statuses(statuses: list[str]) -> list[str]:
+    """Docker's ``status`` list filter values in Podman's words (those it has no word for are
+    left out: no container can be in them there; empty: none can match)."""
+    out = [s for s in statuses if s in _PODMAN_STATUSES]
+    if "exited" in out:
+        out.append("stopped")
+    return out

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import random
+from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -16,9 +17,14 @@ from aiotracker import (
     InvalidStateError,
     JobState,
     StateChange,
+    TrackerClosedError,
     WaitTimeoutError,
 )
+from aiotracker._cache import Change, StateCache
+from aiotracker._changes import ChangeFeed
+from aiotracker._engine.base import ContainerEvent
 from aiotracker._engine.fake import FakeEngine
+from aiotracker._labels import MANAGED_LABEL
 from tests.unit.test_races import engine, job, tracker, until
 
 __all__ = ["engine", "tracker"]  # the fixtures of test_races
@@ -168,7 +174,8 @@ async def test_a_watch_registers_when_its_block_is_entered(
         assert tracker._rt.changes.watchers == 1
         engine.exit(job_id, 0)
         await until(lambda: tracker.cached_state(job_id) is DONE)
-        change = await changes.__anext__()
+        with anyio.fail_after(2):
+            change = await changes.__anext__()
     assert (change.old_state, change.new_state) == (RUNNING, DONE)
     async with tracker.watch():
         assert tracker._rt.changes.watchers == 1
@@ -182,16 +189,20 @@ async def test_events_of_confirmed_actions_never_move_a_job_back(
     does not publish SUSPENDED again (a watcher sees each change once, in order)."""
     [job_id] = await started(tracker)
     async with tracker.watch([job_id]) as changes:
-        engine.cut_streams()  # the events wait for the reconnect, after both actions
+        reconnect = engine.hold("stream_events")  # the events wait until both actions returned
+        engine.cut_streams()
         await tracker.job_control(job_id, "suspend")
         await tracker.job_control(job_id, "resume")
-        assert tracker._cache.require(job_id).awaited == collections.deque(["pause", "unpause"])
+        assert [a for a, _ in tracker._cache.require(job_id).awaited or ()] == ["pause", "unpause"]
+        await tracker._sync.refresh(job_id)  # an inspect in between forgets nothing
+        reconnect.release()
         engine.exit(job_id, 0)
         seen = []
-        async for change in changes:
-            seen.append((change.old_state, change.new_state))
-            if change.new_state is DONE:
-                break
+        with anyio.fail_after(2):
+            async for change in changes:
+                seen.append((change.old_state, change.new_state))
+                if change.new_state is DONE:
+                    break
     assert seen == [(RUNNING, JobState.SUSPENDED), (JobState.SUSPENDED, RUNNING), (RUNNING, DONE)]
 
 
@@ -212,3 +223,85 @@ async def test_an_action_whose_event_came_first_awaits_nothing(
     await until(lambda: tracker.cached_state(job_id) is RUNNING)
     await engine.pause(job_id)
     await until(lambda: tracker.cached_state(job_id) is JobState.SUSPENDED)
+
+
+async def test_someone_elses_event_after_the_actions_own_decides(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    """Our pause's event is applied before the call returns, then someone else resumes the
+    job: the late answer to our suspend does not make it SUSPENDED again."""
+    [job_id] = await started(tracker)
+    gate = engine.hold("pause", match=job_id, after=True)
+    suspend = asyncio.create_task(tracker.job_control(job_id, "suspend"))
+    await gate.arrived.wait()
+    await until(lambda: tracker.cached_state(job_id) is JobState.SUSPENDED)
+    await engine.unpause(job_id)  # someone else
+    await until(lambda: tracker.cached_state(job_id) is RUNNING)
+    gate.release()
+    await suspend
+    assert tracker.cached_state(job_id) is RUNNING
+    assert not tracker._cache.require(job_id).awaited
+
+
+def test_an_awaited_event_that_never_came_expires() -> None:
+    """An action's event is awaited for a while only: a later event of the same kind (a
+    pause by someone else, long after) is applied."""
+    cache = StateCache()
+    labels = {MANAGED_LABEL: "1"}
+    cache.apply(ContainerEvent("c1", "create", 1, labels))
+    cache.apply(ContainerEvent("c1", "start", 2))
+    cache.set_state("c1", JobState.SUSPENDED, "pause", until_ns=10)
+    cache.apply(ContainerEvent("c1", "unpause", 20))  # ours never came; this one is later
+    assert cache.require("c1").state is RUNNING
+    cache.apply(ContainerEvent("c1", "pause", 30))
+    assert cache.require("c1").state is JobState.SUSPENDED
+
+
+def test_a_wait_over_many_jobs_holds_one_entry_per_job() -> None:
+    """A burst of changes (a job RUNNING, DONE, then deleted, before the waiter reads) leaves
+    the first wanted or terminal state of each job: nothing to overflow, nothing misread."""
+    cache = StateCache()
+    for job_id in ("a", "b"):
+        cache.add(job_id, JobState.QUEUED)
+    feed = ChangeFeed(cache, lambda: datetime.now(UTC))
+    waiter = feed.completions(["a", "b"], frozenset({RUNNING}))
+    burst = [
+        Change(j, None, s, old) for j in ("a", "b")
+        for old, s in ((JobState.QUEUED, RUNNING), (RUNNING, DONE), (DONE, None))
+    ]  # fmt: skip
+    feed.on_changes(burst * 3)
+    assert waiter.take() == [("a", RUNNING), ("b", RUNNING)]
+    feed.unregister(waiter)
+    assert feed.watchers == 0
+
+
+async def test_waits_over_many_jobs_fail_when_the_tracker_closes(engine: FakeEngine) -> None:
+    """wait_any, wait_all, as_completed and watch end with TrackerClosedError at the close
+    (a watch after what it holds), never hang."""
+    tracker = DockerTracker("closing", engine=engine)
+    await tracker.open()
+    [job_id] = await started(tracker)
+    results: dict[str, BaseException] = {}
+
+    async def catch(name: str, coro: Any) -> None:
+        try:
+            await coro
+        except BaseException as exc:  # what each ended with is the point
+            results[name] = exc
+
+    async def drain(stream: Any) -> None:
+        async with stream as items:
+            async for _ in items:
+                pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(catch, "wait_any", tracker.wait_any([job_id]))
+        tg.start_soon(catch, "wait_all", tracker.wait_all([job_id]))
+        tg.start_soon(catch, "as_completed", drain(tracker.as_completed([job_id])))
+        tg.start_soon(catch, "watch", drain(tracker.watch()))
+        await until(lambda: tracker._rt.changes.watchers == 4)
+        with anyio.fail_after(2):
+            await tracker.aclose()
+    assert {name: type(exc) for name, exc in results.items()} == dict.fromkeys(
+        ("wait_any", "wait_all", "as_completed", "watch"), TrackerClosedError
+    )

@@ -25,10 +25,12 @@ from aiotracker import (
     destroy_job_session,
     list_job_sessions,
 )
-from aiotracker._engine.base import EngineCallError, EngineInfo
+from aiotracker._engine.base import ContainerDetails, EngineCallError, EngineInfo
 from aiotracker._engine.fake import FakeEngine
+from aiotracker._engine.podman import podman_statuses
 from aiotracker._filters import engine_filters, matches, wanted
-from aiotracker._mapping import drmaa_architecture, machine_from_info
+from aiotracker._mapping import drmaa_architecture, machine_from_info, state_from_details
+from tests.unit.test_mapping import details
 from tests.unit.test_races import SESSION, engine, job, tracker, until
 
 __all__ = ["engine", "tracker"]  # the fixtures of test_races
@@ -93,11 +95,54 @@ def test_filters_the_engine_applies_are_a_superset() -> None:
     state it can be read from."""
     assert engine_filters(wanted(JobInfo(job_id="abc"))) == {"id": ["abc"]}
     assert engine_filters(wanted(JobInfo(state=FAILED))) == {
-        "status": ["exited", "dead", "created"]
+        "status": ["exited", "dead", "removing", "created"]
     }
     assert engine_filters(wanted(JobInfo(state=JobState.REQUEUED))) is None
     assert engine_filters(wanted(JobInfo(job_name="a.b"))) == {"name": ["a\\.b"]}
     assert engine_filters(wanted(JobInfo(job_owner="ann"))) == {}
+
+
+@pytest.mark.parametrize(
+    "d",
+    [
+        details(status="created"),
+        details(status="created", error="no such file"),
+        details(status="created", name="/j.aiotracker-held"),
+        details(status="created", name="/j.aiotracker-terminated"),
+        details(status="running", running=True),
+        details(status="paused", paused=True),
+        details(status="restarting", restarting=True),
+        *(details(status=s, exit_code=c) for s in ("exited", "dead", "removing") for c in (0, 3)),
+        details(status="exited", started_at=None),
+    ],
+    ids=lambda d: f"{d.status}-{d.name}-{d.exit_code}-{d.error}",
+)
+def test_every_containers_state_passes_its_engine_filter(d: ContainerDetails) -> None:
+    """Whatever state a container is read in, the engine's filter for that state lists it
+    (the filter is a superset: the state read from each entry decides)."""
+    state = state_from_details(d)
+    filters = engine_filters(wanted(JobInfo(state=state)))
+    assert filters is not None
+    assert d.status in filters["status"]
+
+
+def test_podman_gets_only_the_statuses_it_knows() -> None:
+    """Podman refuses Docker's "restarting" and "dead" in a list filter; "exited" includes
+    its "stopped" moment."""
+    assert podman_statuses(["exited", "dead", "removing", "created"]) == [
+        "exited", "removing", "created", "stopped",
+    ]  # fmt: skip
+    assert podman_statuses(["running", "restarting"]) == ["running"]
+    assert podman_statuses(["restarting"]) == []
+
+
+@pytest.mark.parametrize(
+    "job_filter",
+    [JobInfo(state="running"), JobInfo(allocated_machines="h1"), JobInfo(extensions=["a"])],  # type: ignore[arg-type]
+)
+def test_a_filter_of_the_wrong_type_is_refused(job_filter: JobInfo) -> None:
+    with pytest.raises(InvalidArgumentError):
+        wanted(job_filter)
 
 
 # -- machines (pure) -------------------------------------------------------------------------
