@@ -71,6 +71,7 @@ class TrackerStatistics:
     output_streams: int
     tasks: int
     resyncs: int = 0
+    watchers: int = 0  # open watches and waits over many jobs (watch, wait_any, ...)
 
 
 class DockerTracker:
@@ -200,6 +201,7 @@ class DockerTracker:
             output_streams=len(rt.copier.streams),
             tasks=rt.tasks.running,
             resyncs=rt.sync.resyncs,
+            watchers=rt.changes.watchers,
         )
 
     # -- the DRMAA2 job tracker ---------------------------------------------------------

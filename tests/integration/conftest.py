@@ -38,6 +38,7 @@ async def tracker(session_name: str, labels: dict[str, str]) -> AsyncIterator[Do
         yield t
         stats = t.statistics()
     assert stats.waiters == 0, "a test left a waiter behind"
+    assert stats.watchers == 0, "a test left a watch or a wait over many jobs behind"
 
 
 @pytest.fixture

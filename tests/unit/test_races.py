@@ -61,6 +61,7 @@ async def tracker(engine: FakeEngine) -> AsyncIterator[DockerTracker]:
         await hold_lease(t)
         yield t
     assert t.statistics().waiters == 0
+    assert t.statistics().watchers == 0
 
 
 async def hold_lease(tracker: DockerTracker) -> None:
