@@ -6,16 +6,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from types import TracebackType
-from typing import Self
 
 from ._checks import utcnow
 from ._connect import docker_engine
 from ._engine.base import ContainerSummary, Engine
 from ._errors import engine_errors
-from ._exceptions import InvalidArgumentError, InvalidSessionError, UnsupportedOperationError
+from ._exceptions import InvalidArgumentError, UnsupportedOperationError
 from ._filters import CACHED, engine_filters, matches, wanted
 from ._labels import LEASE_LABEL, SESSION_LABEL, job_name_of
+from ._lifecycle import Lifecycle
 from ._mapping import job_info_from_details, machine_from_info, state_from_summary
 from ._model import JobInfo, JobState, Machine
 from ._tasks import each, shielded
@@ -72,7 +71,9 @@ class JobView:
         return f"<JobView {self.job_id[:12]}… {self.state.name} session={self.session_name!r}>"
 
 
-class MonitoringSession:
+class MonitoringSession(Lifecycle):
+    what = "the monitoring session"
+
     """A DRMAA2 monitoring session over one engine: ``get_all_machines``, ``get_all_queues``
     and ``get_all_jobs``. Use ``async with`` (or ``open()`` and ``close()``; ``close()``
     twice is ``InvalidSessionError``)."""
@@ -87,45 +88,27 @@ class MonitoringSession:
         self._engine = engine or docker_engine(
             docker_url, connection_limit=8, timeout=engine_timeout
         )
-        self._state = "new"
+        super().__init__()
         self._host = ""
         self._clock_offset = timedelta(0)
 
-    async def open(self) -> None:
-        if self._state != "new":
-            raise InvalidSessionError("a monitoring session can be opened once")
+    async def _opening(self) -> None:
         try:
             with engine_errors("connect"):
                 info = await self._engine.open()
         except BaseException:
-            self._state = "closed"
             with shielded(self._timeout):
                 await self._engine.aclose()
             raise
         self._host = info.host_name
         self._clock_offset = timedelta(microseconds=(info.system_time_ns - time.time_ns()) / 1000)
-        self._state = "open"
 
-    async def close(self) -> None:
-        if self._state == "closed":
-            raise InvalidSessionError("the monitoring session is closed already")
-        self._state = "closed"
+    async def _closing(self) -> None:
         with shielded(self._timeout):
             await self._engine.aclose()
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._state != "closed":
-            await self.close()
-
-    def _check(self) -> Engine:
-        if self._state != "open":
-            raise InvalidSessionError(f"the monitoring session is {self._state}")
+    def _open_engine(self) -> Engine:
+        self._check()
         return self._engine
 
     @property
@@ -135,7 +118,7 @@ class MonitoringSession:
     async def get_all_machines(self, names: Sequence[str] | None = None) -> list[Machine]:
         """The engine's machine; with ``names``, only if its name is among them (an empty
         list matches nothing; drmaa2os returns the machine only when it is *not* named)."""
-        engine = self._check()
+        engine = self._open_engine()
         if isinstance(names, str):
             raise InvalidArgumentError("names must be a collection of machine names")
         with engine_errors("info"):
@@ -153,7 +136,7 @@ class MonitoringSession:
         aiotracker's trackers) as a read-only job, newest first; ``job_filter`` as
         ``JobSession.get_jobs``'s. The engine filters by id, state and name where it can;
         fields beyond ``job_id`` and ``state`` read each remaining container's info."""
-        engine = self._check()
+        engine = self._open_engine()
         fields = wanted(job_filter)
         filters = engine_filters(fields)
         if filters is None:
@@ -184,7 +167,7 @@ class MonitoringSession:
 
     async def job_info(self, job_id: str) -> JobInfo:
         """One container's info (the engine's view, without any tracker's)."""
-        engine = self._check()
+        engine = self._open_engine()
         with engine_errors("inspect", job_id):
             details = await engine.inspect(job_id)
         now = utcnow() + self._clock_offset  # the engine's clock, as its times are

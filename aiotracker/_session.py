@@ -10,28 +10,27 @@ delegates everything to it: the waits are the tracker's event-driven ``wait_any`
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from ._connect import connected
 from ._engine.base import Engine
 from ._errors import engine_errors
 from ._exceptions import (
     InvalidArgumentError,
-    InvalidSessionError,
     InvalidStateError,
     JobNotFoundError,
 )
 from ._filters import CACHED, matches, wanted
 from ._jobs import STARTED, TERMINATED, ArrayJob, Job
 from ._labels import LEASE_LABEL, SESSION_LABEL
+from ._lifecycle import Lifecycle
 from ._mapping import state_from_details, state_from_summary
 from ._model import JobInfo, JobState, JobTemplate
 from ._tasks import each
 from ._tracker import DockerTracker
 
 
-class JobSession:
+class JobSession(Lifecycle):
     """A DRMAA2 job session: run jobs and bulk jobs, find them, wait for any or all of them.
 
     ``JobSession("name", docker_url=...)`` opens a tracker of its own (any other keyword is a
@@ -53,41 +52,24 @@ class JobSession:
         else:
             self._tracker = DockerTracker(session, docker_url=docker_url, **options)
         self._owns = not isinstance(session, DockerTracker)
-        self._state = "new"
+        super().__init__()
+        self.what = f"job session {self.session_name!r}"
 
     # -- life cycle ---------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def _opening(self) -> None:
         """Open the session (and its tracker, unless it is open already)."""
-        if self._state != "new":
-            raise InvalidSessionError(f"job session {self.session_name!r} was opened before")
         if not self._tracker.is_open:
             self._owns = True  # opened here: closed here
             await self._tracker.open()
-        self._state = "open"
 
-    async def close(self) -> None:
+    async def _closing(self) -> None:
         """Disengage: the tracker closes if the session opened it; the jobs run on."""
-        if self._state == "closed":
-            raise InvalidSessionError(f"job session {self.session_name!r} is closed already")
-        self._state = "closed"
         if self._owns:
             await self._tracker.aclose()
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._state != "closed":
-            await self.close()
-
-    def _check(self) -> DockerTracker:
-        if self._state != "open":
-            what = "closed" if self._state == "closed" else "not open"
-            raise InvalidSessionError(f"job session {self.session_name!r} is {what}")
+    def _open_tracker(self) -> DockerTracker:
+        self._check()
         return self._tracker
 
     @property
@@ -111,11 +93,11 @@ class JobSession:
 
     async def get_job_categories(self) -> list[str]:
         """The images jobs can run in (``job_category``)."""
-        return await self._check().list_job_categories()
+        return await self._open_tracker().list_job_categories()
 
     async def run_job(self, template: JobTemplate, *, key: str | None = None) -> Job:
         """Submit a job (``DockerTracker.add_job``); returns it."""
-        tracker = self._check()
+        tracker = self._open_tracker()
         return Job(tracker, await tracker.add_job(template, key=key))
 
     async def run_bulk_jobs(
@@ -123,20 +105,20 @@ class JobSession:
         *, key: str | None = None,
     ) -> ArrayJob:  # fmt: skip
         """Submit an array job (``DockerTracker.add_array_job``); returns it with its tasks."""
-        tracker = self._check()
+        tracker = self._open_tracker()
         array_id = await tracker.add_array_job(template, begin, end, step, max_parallel, key=key)
         return ArrayJob(tracker, array_id, await tracker.list_array_jobs(array_id))
 
     async def get_job(self, job_id: str) -> Job:
         """The job with this id or unique id prefix (``JobNotFoundError`` if it is not one
         of the session's)."""
-        tracker = self._check()
+        tracker = self._open_tracker()
         return Job(tracker, await tracker.resolve_id(job_id))
 
     async def get_job_array(self, array_id: str) -> ArrayJob:
         """The array job with this id (``JobNotFoundError``, an ``InvalidArgumentError``, if
         the session has no such array)."""
-        tracker = self._check()
+        tracker = self._open_tracker()
         return ArrayJob(tracker, array_id, await tracker.list_array_jobs(array_id))
 
     async def get_jobs(self, job_filter: JobInfo | None = None) -> list[Job]:
@@ -144,7 +126,7 @@ class JobSession:
         set: all of them). Only the fields set count (``aiotracker._filters``); a filter on
         ``job_id`` and ``state`` alone is answered from the cache, others read each job's
         info (16 at a time). A job removed meanwhile is left out."""
-        tracker = self._check()
+        tracker = self._open_tracker()
         fields = wanted(job_filter)
         ids = await tracker.list_jobs()
         if "job_id" in fields:
@@ -166,7 +148,7 @@ class JobSession:
             raise InvalidArgumentError(
                 "jobs must be a collection of Job objects (an ArrayJob's are in .jobs)"
             )
-        tracker = self._check()
+        tracker = self._open_tracker()
         objects: dict[str, Job] = {}
         for job in jobs:
             if isinstance(job, str):
