@@ -37,6 +37,7 @@ TERMINAL = frozenset({JobState.DONE, JobState.FAILED})
 _GONE_KEPT = 4096
 ACTIVE = frozenset({JobState.RUNNING, JobState.SUSPENDED})
 QUEUED_STATES = frozenset({JobState.QUEUED, JobState.QUEUED_HELD, JobState.UNDETERMINED})
+_CONTROL_EVENTS = frozenset({"pause", "unpause", "rename"})
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +57,9 @@ class Job:
     ever_started: bool = False
     # Bumped by every applied event: an inspect older than the latest event is not applied.
     seq: int = 0
+    # Bumped by every applied event of a control action (pause, unpause, rename): an answer
+    # to a control call during which one came is overtaken by the events.
+    control_seq: int = 0
     # A die was seen: the terminal state waits for an inspect (``settle``).
     exited: bool = False
     # Output files are still being written: the terminal state waits for them.
@@ -250,6 +254,8 @@ class StateCache:
             return out, changes, False  # stale: the entry already holds something newer
         job.version_ns = event.time_ns
         job.seq += 1
+        if event.action in _CONTROL_EVENTS:
+            job.control_seq += 1
         if job.awaited:
             awaited = job.awaited
             while awaited and event.time_ns > awaited[0][1]:
@@ -282,6 +288,10 @@ class StateCache:
     def seq(self, job_id: str) -> int | None:
         job = self._jobs.get(job_id)
         return None if job is None else job.seq
+
+    def control_seq(self, job_id: str) -> int | None:
+        job = self._jobs.get(job_id)
+        return None if job is None else job.control_seq
 
     def settle(
         self, details: ContainerDetails, seq: int | None = None
@@ -340,15 +350,16 @@ class StateCache:
 
         ``event``: the event the engine logs for it, absorbed when it comes (its change is
         published now), unless it comes after ``until_ns`` (engine time). ``seq``: the job's
-        ``seq`` when the action was sent; if an event of the job was applied meanwhile, the
-        events are ahead of this answer and decide (the action's own one, or someone else's
-        after it): nothing changes here.
+        ``control_seq`` when the action was sent; if an event of a control action was applied
+        meanwhile, the events are ahead of this answer and decide (the action's own one, or
+        someone else's after it): nothing changes here. (Other events, such as a late
+        ``create``, say nothing about it.)
         """
         out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is None or job.exited or job.state in TERMINAL:
             return out, changes
-        if seq is not None and job.seq != seq:
+        if seq is not None and job.control_seq != seq:
             return out, changes
         moved = job.state is not state
         self._set(job, state, out, changes)

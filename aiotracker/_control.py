@@ -103,14 +103,15 @@ class Controller:
         return state
 
     def _confirmed(self, job_id: str, state: JobState, event: str, seq: int | None) -> None:
-        """The engine confirmed an action sent when the job's ``seq`` was ``seq``: publish
-        its state now; its event, expected within a second, is absorbed when it comes."""
+        """The engine confirmed an action sent when the job's ``control_seq`` was ``seq``:
+        publish its state now; its event, expected within a second, is absorbed when it
+        comes."""
         until_ns = self._now_ns() + _EVENT_GRACE_NS
         self._publish(self._cache.set_state(job_id, state, event, seq=seq, until_ns=until_ns))
 
     async def _do(self, job_id: str, act: JobControlAction, state: JobState) -> None:
         job = self._cache.require(job_id)
-        sent = self._cache.seq(job_id)
+        sent = self._cache.control_seq(job_id)
         if act is JobControlAction.SUSPEND:
             with engine_errors("suspend", job_id):
                 await self._engine.pause(job_id)
@@ -152,7 +153,7 @@ class Controller:
         QUEUED but never started (an earlier release failed) is started by a second one."""
         if array_id is not None:
             if state is JobState.QUEUED_HELD:
-                sent = self._cache.seq(job_id)
+                sent = self._cache.control_seq(job_id)
                 await rename_mark(self._engine, job_id, "")
                 self._confirmed(job_id, JobState.QUEUED, "rename", sent)
             self._launcher.wake_all()

@@ -11,7 +11,7 @@ termination order, in one run (interleaved rounds, the order rotating, medians r
   most ``Sizes.many_wait_cap`` jobs).
 
 The tracker's cost is isolated on aiotracker's in-memory fake engine (``FakeEngine``: the real
-``DockerTracker``, its event feed, cache and inspects; no daemon): ``Sizes.many_jobs`` running
+``DockerTracker``, its event feed and cache; no daemon): ``Sizes.many_jobs`` running
 jobs, each ended with ``engine.exit(id, 137)`` (a ``die`` event), one job per turn of the event
 loop. Two baselines take turns with the patterns: *terminations alone* (the same loop on a
 bare fake engine with no tracker: the cost of the termination calls, subtracted from every
@@ -22,8 +22,9 @@ The same rows run against the real engine (``--engine``), smaller (``Sizes.many_
 running ``sleep 3600`` jobs (``add_job``), killed one after another in random order by a
 separate process (``python -m benchmarks.many_waits SOCKET``: ``POST /containers/{id}/kill`` on
 a plain socket), so that the terminations cost this process nothing and its CPU is the
-tracker's side (reading the events, the inspect after each ``die``, the waits) and the
-consumer's. The event observer is stopped meanwhile (it reads every event in this process).
+tracker's side (reading the events, applying them, the waits; a ``die`` of aiotracker's own
+job needs no inspect) and the consumer's. The event observer is stopped meanwhile (it reads
+every event in this process).
 
 CPU is ``time.process_time()`` from just before the first termination to the consumer's last
 yield (the last job handed over), per job; the registration of the waits (before the first
@@ -481,13 +482,14 @@ def _section(
             )  # fmt: skip
     a.notes += [
         "fake = aiotracker's in-memory FakeEngine under the real DockerTracker (event feed, "
-        "cache, the inspect after each die; no daemon); each job ended by "
+        "cache; no daemon); each job ended by "
         "engine.exit(id, 137) (a die event), one per turn of the event loop",
         "process CPU = time.process_time() from the first termination to the last job handed "
         f"over, per job. Fake: tracker side = process CPU - '{ALONE}' (the same loop on a "
         "bare fake engine with no tracker); it includes the fake's delivery of each event into "
-        "the tracker's stream (standing in for reading the socket) and the fake's answer to "
-        "the inspect the tracker makes after each die (standing in for an HTTP round trip)",
+        "the tracker's stream (standing in for reading the socket); the die of a job of "
+        "aiotracker's (no restart policy) is final and carries its exit code: no inspect "
+        "follows it (inspects per job: 0)",
         f"{NO_WAITS}: the tracker applying the same ends with nobody waiting (one wait on the "
         "last job to end); over no waits = what the waiting pattern itself adds",
         "registering: CPU per job to register the waits (before the window: tasks created "
@@ -508,7 +510,7 @@ def _section(
         a.notes.append(
             f"{engine}: {real_n} running jobs (sleep 3600) per row, killed one after another "
             "in random order by a separate process (POST /containers/{id}/kill): process CPU "
-            "is the tracker's side (the event stream, the inspect after each die, the waits) "
+            "is the tracker's side (the event stream, applying the events, the waits) "
             "and the consumer's; the event observer was stopped meanwhile"
         )
     else:

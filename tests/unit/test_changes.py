@@ -305,3 +305,30 @@ async def test_waits_over_many_jobs_fail_when_the_tracker_closes(engine: FakeEng
     assert {name: type(exc) for name, exc in results.items()} == dict.fromkeys(
         ("wait_any", "wait_all", "as_completed", "watch"), TrackerClosedError
     )
+
+
+async def test_a_late_unrelated_event_does_not_undo_a_hold(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    """A late ``create`` applied while a hold's rename is under way (Podman delivers events
+    up to 0.4 s late), the rename's own event not yet come: the hold is published when the
+    rename returns, and the launcher never starts the held task."""
+    array_id = await tracker.add_array_job(job("sleep", "9"), 1, 2, max_parallel=1)
+    t1, t2 = await tracker.list_array_jobs(array_id)
+    await tracker.wait(t1, RUNNING, timeout=2)
+    gate = engine.hold("rename", match=t2)
+    hold = asyncio.create_task(tracker.job_control(t2, "hold"))
+    await gate.arrived.wait()
+    engine.emit(t2, "create", name=engine.container(t2).name)  # late, and says nothing new
+    await until(lambda: tracker._cache.require(t2).seq > 1)
+    reconnect = engine.hold("stream_events")  # the rename's event comes after the answer
+    engine.cut_streams()
+    gate.release()
+    await hold
+    assert tracker.cached_state(t2) is JobState.QUEUED_HELD
+    reconnect.release()
+    engine.exit(t1, 0)
+    await tracker.wait(t1, timeout=2)
+    await until(lambda: tracker.statistics().connected)
+    assert tracker.cached_state(t2) is JobState.QUEUED_HELD
+    assert engine.container(t2).status == "created"
