@@ -36,7 +36,6 @@ from ._waiters import Waiter, Wakeups, unreachable
 TERMINAL = frozenset({JobState.DONE, JobState.FAILED})
 _GONE_KEPT = 4096
 ACTIVE = frozenset({JobState.RUNNING, JobState.SUSPENDED})
-QUEUED_STATES = frozenset({JobState.QUEUED, JobState.QUEUED_HELD, JobState.UNDETERMINED})
 _CONTROL_EVENTS = frozenset({"pause", "unpause", "rename"})
 
 
@@ -276,9 +275,10 @@ class StateCache:
             return out, changes, False
         if event.action == "rename" and job.ever_started:
             return out, changes, False  # a rename of a started job says nothing of its state
-        if event.action == "create" and (job.ever_started or job.state not in QUEUED_STATES):
-            # Late (Podman delivers events up to ~0.4 s late; Docker can reorder, rarely):
-            # a job known to have started is never queued again by its create.
+        if event.action == "create":
+            # The job is known already, from its create call or a listing, which are never
+            # older than this event: a late one (Podman delivers events up to ~0.4 s late)
+            # would undo what came since (a start, a hold's rename).
             return out, changes, False
         state = state_from_event(event.action, event.attributes.get("name", ""))
         if state is not None and not (job.exited and state is JobState.RUNNING):

@@ -597,3 +597,13 @@ async def test_inspect_never_moves_a_job_back_from_the_end_its_die_established()
     result = cache.settle(exited(0), seq)
     assert result is not None
     assert state(cache) is JobState.DONE
+
+
+def test_a_late_create_never_moves_a_known_job() -> None:
+    """A create event that comes after a hold (Podman's events come up to 0.4 s late) does
+    not make the held job QUEUED again (the launcher would start it)."""
+    cache = StateCache()
+    cache.add(JOB, JobState.QUEUED, labels={MANAGED_LABEL: "1"})
+    cache.set_state(JOB, JobState.QUEUED_HELD, "rename")
+    cache.apply(event("create", 5, name="job"))
+    assert cache.require(JOB).state is JobState.QUEUED_HELD
