@@ -114,8 +114,12 @@ class Completions(_Subscriber):
             self._wake.set()
 
     def offer(self, change: StateChange) -> None:
-        if self.states is None or change.new_state in self.states:
-            self.add(change.job_id, change.new_state)
+        self.note(change.job_id, change.new_state)
+
+    def note(self, job_id: str, state: JobState | None) -> None:
+        """A change of a job (no ``StateChange`` is made for a wait: it needs none)."""
+        if self.states is None or state in self.states:
+            self.add(job_id, state)
 
     def take(self) -> list[tuple[str, JobState | None]]:
         ready, self._ready = self._ready, []
@@ -149,14 +153,21 @@ class ChangeFeed:
     def on_changes(self, changes: list[Change]) -> None:
         if not changes or (not self._everything and not self._by_key):
             return
-        now = self._clock()
+        now: datetime | None = None  # read once, and only for a watch
         for c in changes:
-            change = StateChange(c.job_id, c.old, c.state, now, c.exit_code)
-            for watcher in self._everything:
-                watcher.offer(change)
-            for key in (c.job_id, c.array_id):
-                for watcher in self._by_key.get(key, ()) if key else ():
-                    watcher.offer(change)
+            change: StateChange | None = None
+            for subscribers in (
+                self._everything, self._by_key.get(c.job_id, ()),
+                self._by_key.get(c.array_id, ()) if c.array_id else (),
+            ):  # fmt: skip
+                for subscriber in subscribers:
+                    if isinstance(subscriber, Completions):
+                        subscriber.note(c.job_id, c.state)
+                        continue
+                    if change is None:
+                        now = now or self._clock()
+                        change = StateChange(c.job_id, c.old, c.state, now, c.exit_code)
+                    subscriber.offer(change)
 
     def fail_waits(self, error: TrackerError) -> None:
         """Fail every wait over many jobs (the engine is lost; watches go on, and catch up
