@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._exceptions import InvalidArgumentError
+from ._engine.base import EngineInfo
+from ._exceptions import InvalidArgumentError, UnsupportedOperationError
 from ._labels import (
     ARRAY_INDEX_LABEL,
     ARRAY_LABEL,
@@ -30,6 +31,7 @@ from ._labels import (
     TEMPLATE_LABEL,
 )
 from ._model import JobTemplate
+from ._resources import apply_resources
 from ._template_label import encode_template_label
 
 # Docker image references (distribution/reference grammar), or an image id. ASCII only, and
@@ -194,7 +196,7 @@ _USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-
 
 KNOWN_EXTENSIONS = frozenset(
     {"user", "exposedPorts", "entrypoint", "net", "privileged", "restart", "ipc", "uts", "pid",
-     "rm", "gpus", "shm-size", "ulimit", "log-max-size", "log-max-file"}
+     "rm", "gpus", "gpu-devices", "shm-size", "ulimit", "log-max-size", "log-max-file"}
 )  # fmt: skip
 
 
@@ -253,6 +255,19 @@ def _apply_extensions(
             host["DeviceRequests"] = [
                 {"Driver": "nvidia", "Count": count, "Capabilities": [["gpu"]]}
             ]
+        elif name == "gpu-devices":
+            # Device ids or UUIDs as nvidia-smi lists them: "0,1", "GPU-3a2b...".
+            ids = [d.strip() for d in value.split(",")]
+            if not all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", d) for d in ids):
+                raise InvalidArgumentError(
+                    f"extension 'gpu-devices' takes device ids or UUIDs, comma-separated, "
+                    f"got {value!r}"
+                )
+            if "gpus" in extensions:
+                raise InvalidArgumentError("extensions 'gpus' and 'gpu-devices' exclude each other")
+            host["DeviceRequests"] = [
+                {"Driver": "nvidia", "DeviceIDs": ids, "Capabilities": [["gpu"]]}
+            ]
         elif name == "shm-size":
             host["ShmSize"] = parse_ram_in_bytes(value, "extension 'shm-size'")
         elif name == "ulimit":
@@ -271,6 +286,36 @@ def _apply_extensions(
     if host.get("AutoRemove") and policy != "no":
         # The engine refuses this pair at create; say so before anything is made.
         raise InvalidArgumentError(f"extension 'rm' cannot be combined with restart {policy!r}")
+
+
+# Attributes aiotracker cannot honour (yet, or on Docker at all): refused, never ignored.
+# The reason is the message's end.
+_NOT_YET = "not supported yet (planned: the tracker's timers and launcher, issue 14)"
+
+
+def refuse_unsupported(template: JobTemplate, *, array: bool) -> None:
+    """``UnsupportedOperationError`` for an attribute set that aiotracker would not honour.
+
+    Kept and honoured elsewhere: ``rerunnable`` and ``accounting_id`` (recorded, shown in
+    ``JobInfo.extensions``; aiotracker never reruns a job by itself), ``priority`` of a single
+    job (it starts at once: there is nothing to order).
+    """
+    refused = [
+        ("start_time", template.start_time is not None, _NOT_YET),
+        ("deadline_time", template.deadline_time is not None, _NOT_YET),
+        ("stage_out_files", bool(template.stage_out_files), _NOT_YET),
+        ("resource_limits WALLCLOCK_TIME", "WALLCLOCK_TIME" in template.resource_limits,
+         _NOT_YET),
+        ("priority of an array job", array and template.priority != 0,
+         "not supported yet: tasks start in index order, arrays side by side"),
+        ("email", bool(template.email) or template.email_on_started
+         or template.email_on_terminated, "aiotracker sends no mail"),
+        ("reservation_id", bool(template.reservation_id), "Docker has no reservations"),
+        ("queue_name", bool(template.queue_name), "Docker has no queues"),
+    ]  # fmt: skip
+    for name, is_set, why in refused:
+        if is_set:
+            raise UnsupportedOperationError(f"{name}: {why}")
 
 
 def _check_text(what: str, value: str) -> None:
@@ -342,15 +387,16 @@ def create_config(
     submission_host: str = "",
     submitter: str = "",
     array_task: ArrayTask | None = None,
+    engine: EngineInfo | None = None,
 ) -> dict[str, Any]:
     """The body of ``POST /containers/create`` for a job template.
 
-    Raises ``InvalidArgumentError`` for anything Docker would refuse or we could not honour.
-    ``cwd`` resolves relative stage-in paths (passed in so that this stays pure).
+    Raises ``InvalidArgumentError`` for anything Docker would refuse (a bad value, a machine
+    the ``engine`` is not) and ``UnsupportedOperationError`` for what aiotracker cannot
+    honour. ``cwd`` resolves relative stage-in paths (passed in so that this stays pure).
     """
     validate_image_reference(template.job_category)
-    if template.stage_out_files:
-        raise InvalidArgumentError("stage_out_files is not supported by the Docker tracker")
+    refuse_unsupported(template, array=array_task is not None)
     if template.working_directory and not template.working_directory.startswith("/"):
         raise InvalidArgumentError(
             f"working_directory {template.working_directory!r} must be an absolute path"
@@ -400,6 +446,7 @@ def create_config(
         config["OpenStdin"] = True
         config["StdinOnce"] = True
     _apply_extensions(template.extensions, config, host)
+    apply_resources(template, host, engine)
     if host.get("AutoRemove"):
         all_labels[AUTO_REMOVE_LABEL] = "1"
     policy = host.get("RestartPolicy", {}).get("Name", "no")

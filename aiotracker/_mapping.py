@@ -156,11 +156,18 @@ def job_info_from_details(
         if not state.is_terminal or finished:
             wallclock = max(end - dispatch, timedelta(0))
     template_name = ""
+    recorded: dict[str, str] = {}  # kept from the template, not enforced by anyone
     if TEMPLATE_LABEL in d.labels:
         try:
-            template_name = decode_template_label(d.labels[TEMPLATE_LABEL]).job_name
+            template = decode_template_label(d.labels[TEMPLATE_LABEL])
         except InvalidArgumentError:
-            template_name = ""
+            template = None
+        if template is not None:
+            template_name = template.job_name
+            if template.rerunnable:
+                recorded["rerunnable"] = "true"
+            if template.accounting_id:
+                recorded["accounting_id"] = template.accounting_id
     return JobInfo(
         job_id=d.container_id,
         job_name=template_name or base_name(d.name),
@@ -168,7 +175,7 @@ def job_info_from_details(
         terminating_signal=signal_text,
         annotation=annotation(d),
         state=state,
-        sub_state=d.status,
+        sub_state="oom_killed" if d.oom_killed and state is JobState.FAILED else d.status,
         allocated_machines=(engine_host,) if engine_host else (),
         submission_machine=d.labels.get(SUBMISSION_HOST_LABEL, ""),
         job_owner=d.labels.get(SUBMITTER_LABEL, ""),
@@ -185,6 +192,7 @@ def job_info_from_details(
             "category": d.image,
             "hostname": d.hostname,
             "user": d.user,  # the container's user; job_owner is who submitted the job
+            **recorded,
         },
     )
 
@@ -237,18 +245,27 @@ def first(items: Iterable[str]) -> str:
     return next(iter(items), "")
 
 
-# DRMAA2's CPU names for what engines report (uname -m, or Go's GOARCH).
+# DRMAA2's CPU names for what engines report (uname -m, or Go's GOARCH), and DRMAA2's own.
 _ARCHITECTURES = {
-    "x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64",
-    "i386": "x86", "i686": "x86", "386": "x86", "armv7l": "arm", "armv6l": "arm", "arm": "arm",
+    "x86_64": "x64", "amd64": "x64", "x64": "x64", "aarch64": "arm64", "arm64": "arm64",
+    "i386": "x86", "i686": "x86", "386": "x86", "x86": "x86",
+    "armv7l": "arm", "armv6l": "arm", "arm": "arm",
     "ppc64le": "ppc64le", "ppc64": "ppc64", "mips64": "mips64", "mips": "mips",
 }  # fmt: skip
-_OPERATING_SYSTEMS = {"linux": "linux", "windows": "win", "darwin": "macos", "freebsd": "bsd"}
+_OPERATING_SYSTEMS = {
+    "linux": "linux", "windows": "win", "win": "win", "darwin": "macos", "macos": "macos",
+    "freebsd": "bsd", "bsd": "bsd",
+}  # fmt: skip
 
 
 def drmaa_architecture(engine_arch: str) -> str:
     """DRMAA2's CPU name for an engine's architecture (``x86_64`` -> ``x64``); ``other``."""
     return _ARCHITECTURES.get(engine_arch.lower(), "other")
+
+
+def drmaa_os(engine_os: str) -> str:
+    """DRMAA2's OS name for an engine's OS type (``windows`` -> ``win``); ``other``."""
+    return _OPERATING_SYSTEMS.get(engine_os.lower(), "other")
 
 
 def machine_from_info(info: EngineInfo) -> Machine:
@@ -263,7 +280,7 @@ def machine_from_info(info: EngineInfo) -> Machine:
         physical_memory=memory_kib,
         virtual_memory=memory_kib,
         architecture=drmaa_architecture(info.architecture),
-        os=_OPERATING_SYSTEMS.get(info.os_type.lower(), "other"),
+        os=drmaa_os(info.os_type),
         os_version=info.kernel_version,
         operating_system=info.operating_system,
     )

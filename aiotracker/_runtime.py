@@ -80,6 +80,7 @@ class Runtime:
             session=session, labels=labels, engine_timeout=engine_timeout,
             owner=None if observer else self.leases.ensure_own,
             owner_live=self.leases.held_elsewhere,
+            engine_info=lambda: self.info,
         )  # fmt: skip
         self.launcher = ArrayLauncher(
             engine, self.cache, self.submitter, self.tasks, self.publish,

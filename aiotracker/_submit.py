@@ -26,7 +26,7 @@ import anyio.lowlevel
 from ._cache import Change, StateCache
 from ._config import ArrayTask, create_config
 from ._copier import OutputCopier
-from ._engine.base import ContainerDetails, Engine
+from ._engine.base import ContainerDetails, Engine, EngineInfo
 from ._errors import engine_errors
 from ._exceptions import (
     DrmCommunicationError,
@@ -97,8 +97,10 @@ class Submitter:
         engine_timeout: float,
         owner: Callable[[str], Awaitable[str | None]] | None = None,
         owner_live: Callable[[str], Awaitable[bool]] | None = None,
+        engine_info: Callable[[], EngineInfo | None] = lambda: None,
     ) -> None:
         self._engine = engine
+        self._engine_info = engine_info  # its machine: CPUs, architecture, OS
         self._cache = cache
         self._tasks = tasks
         self._copier = copier
@@ -145,6 +147,7 @@ class Submitter:
         config = create_config(
             self._session, template, cwd=cwd, labels=labels,
             submission_host=self._host, submitter=self._user, array_task=array_task,
+            engine=self._engine_info(),
         )  # fmt: skip
         if template.job_name:
             name = container_name(template.job_name, self._session)

@@ -20,7 +20,13 @@ from typing import Any
 
 import pytest
 
-from aiotracker import InvalidArgumentError, JobInfo, JobState, JobTemplate
+from aiotracker import (
+    InvalidArgumentError,
+    JobInfo,
+    JobState,
+    JobTemplate,
+    UnsupportedOperationError,
+)
 from aiotracker._config import (
     ArrayTask,
     PortBinding,
@@ -457,9 +463,9 @@ def test_invalid_stage_in_files_are_refused(stage_in: dict[str, str], message: s
 
 
 def test_stage_out_files_are_refused() -> None:
-    """stage_out_files cannot be honoured on Docker and is refused, not ignored."""
+    """stage_out_files is not honoured yet and is refused, not ignored."""
     template = JobTemplate(job_category="busybox", stage_out_files={"/out": "out"})
-    with pytest.raises(InvalidArgumentError, match="stage_out_files is not supported"):
+    with pytest.raises(UnsupportedOperationError, match="stage_out_files: not supported yet"):
         config_for(template)
 
 
