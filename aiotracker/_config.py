@@ -316,6 +316,11 @@ def refuse_unsupported(template: JobTemplate, *, array: bool) -> None:
     for name, is_set, why in refused:
         if is_set:
             raise UnsupportedOperationError(f"{name}: {why}")
+    kept = (("rerunnable", bool), ("accounting_id", str), ("priority", int))
+    for name, kind in kept:  # stored in the label as DRMAA2's JSON types
+        value = getattr(template, name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise InvalidArgumentError(f"{name} must be a {kind.__name__}, got {value!r}")
 
 
 def _check_text(what: str, value: str) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from ._engine.base import EngineInfo
@@ -32,105 +33,108 @@ class Limit:
 
 RESOURCE_LIMITS: Mapping[str, Limit] = {
     "CORE_FILE_SIZE": Limit("KiB", "core", "ulimit core (bytes)"),
-    "CPU_TIME": Limit("s", "cpu", "ulimit cpu (whole seconds, rounded up)"),
+    "CPU_TIME": Limit("s", "cpu", "ulimit cpu, per process (whole seconds, rounded up)"),
     "DATA_SEG_SIZE": Limit("KiB", "data", "ulimit data (bytes)"),
     "FILE_SIZE": Limit("KiB", "fsize", "ulimit fsize (bytes)"),
     "OPEN_FILES": Limit("count", "nofile", "ulimit nofile"),
     "STACK_SIZE": Limit("KiB", "stack", "ulimit stack (bytes)"),
     "VIRTUAL_MEMORY": Limit("KiB", "", "memory limit, swap limit equal (no swap beyond it)"),
-    "WALLCLOCK_TIME": Limit("s", "", "the tracker terminates the job once it has run this long"),
+    "WALLCLOCK_TIME": Limit("s", "", "refused (not yet: the tracker's timers)"),
 }
-_MIN_MEMORY = 6 << 20  # the engine refuses a smaller memory limit
-_SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# The DRMAA2 C binding's name for DATA_SEG_SIZE.
+_ALIASES = {"DATA_SIZE": "DATA_SEG_SIZE"}
+_MIN_MEMORY = 6 << 20  # the engine refuses a smaller memory limit or reservation
+_MAX = (1 << 63) - 1  # the engine's values are int64
+_UNLIMITED = frozenset({"unlimited", "infinity", "-1"})
+_SIZE_RE = re.compile(r"\s*([0-9]{1,30}(?:\.[0-9]{1,9})?)\s*(?:([kmgt])(?:i?b)?|(b))?\s*", re.I)
+_TIME_RE = re.compile(r"\s*(?:(?:([0-9]{1,9}):)?([0-9]{1,9}):)?([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*")
+_SIZE_UNITS = {"": 1 << 10, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _bounded(key: str, value: str, amount: int) -> int:
+    if amount > _MAX:
+        raise InvalidArgumentError(f"resource limit {key}: {value!r} is too large")
+    return amount
 
 
 def parse_size(key: str, value: str) -> int:
     """Bytes from a DRMAA2 size: a bare number is KiB; ``512k``, ``64m``, ``1g``, ``2GiB``,
     ``100b``."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([kmgt])(?:i?b)?|(b))?\s*", value, re.I)
+    m = _SIZE_RE.fullmatch(value)
     if m is None:
         raise InvalidArgumentError(f"resource limit {key}: cannot parse size {value!r}")
-    number = float(m.group(1))
-    if m.group(3):
-        size = number
-    elif m.group(2):
-        size = number * _SIZE_UNITS[m.group(2).lower()]
-    else:
-        size = number * 1024  # DRMAA2's unit: KiB
-    return int(size)  # 0 is a limit too (CORE_FILE_SIZE 0: no core dumps)
+    unit = (m.group(2) or m.group(3) or "").lower()
+    amount = Decimal(m.group(1)) * _SIZE_UNITS[unit]
+    return _bounded(key, value, int(amount))  # 0 is a limit too (CORE_FILE_SIZE 0)
 
 
 def parse_seconds(key: str, value: str) -> float:
     """Seconds from ``90``, ``1.5``, ``MM:SS`` or ``HH:MM:SS``."""
-    m = re.fullmatch(r"\s*(?:(?:([0-9]+):)?([0-9]+):)?([0-9]+(?:\.[0-9]+)?)\s*", value)
+    m = _TIME_RE.fullmatch(value)
     if m is None:
         raise InvalidArgumentError(f"resource limit {key}: cannot parse time {value!r}")
     hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+    if (m.group(2) and seconds >= 60) or (m.group(1) and minutes >= 60):
+        raise InvalidArgumentError(f"resource limit {key}: {value!r} is not [[H:]M:]S")
     total = hours * 3600 + minutes * 60 + seconds
     if total <= 0:
         raise InvalidArgumentError(f"resource limit {key}: time must be positive, got {value!r}")
+    _bounded(key, value, math.ceil(total))
     return total
 
 
 def parse_count(key: str, value: str) -> int:
-    if not re.fullmatch(r"\s*[0-9]+\s*", value) or int(value) < 1:
+    if not re.fullmatch(r"\s*[0-9]{1,19}\s*", value) or int(value) < 1:
         raise InvalidArgumentError(f"resource limit {key}: {value!r} is not a count >= 1")
-    return int(value)
+    return _bounded(key, value, int(value))
 
 
-@dataclass(frozen=True, slots=True)
-class Resources:
-    """What the tracker itself enforces (the rest is in the create config)."""
-
-    wallclock: float | None = None  # seconds of running, then the job is terminated
-
-
-def apply_resources(
-    template: JobTemplate, host: dict[str, Any], engine: EngineInfo | None
-) -> Resources:
+def apply_resources(template: JobTemplate, host: dict[str, Any], engine: EngineInfo | None) -> None:
     """Set the template's resources on ``host`` (HostConfig) and check them against the
     engine's machine (when known). ``InvalidArgumentError`` for a bad value, a limit the
     engine would refuse, or a machine the engine is not."""
     _check_machine(template, engine)
-    wallclock: float | None = None
     ulimits: dict[str, dict[str, Any]] = {u["Name"]: u for u in host.get("Ulimits", [])}
     # Typed as objects: the template may have been built from untyped data (JSON).
     items: Iterable[tuple[object, object]] = template.resource_limits.items()
-    for key, raw in items:
-        limit = RESOURCE_LIMITS.get(key) if isinstance(key, str) else None
+    for raw_key, raw in items:
+        key = _ALIASES.get(raw_key, raw_key) if isinstance(raw_key, str) else ""
+        limit = RESOURCE_LIMITS.get(key)
         if limit is None:
             known = ", ".join(RESOURCE_LIMITS)
-            raise InvalidArgumentError(f"unknown resource limit {key!r}; known: {known}")
-        if not isinstance(raw, str | int) or isinstance(raw, bool):
+            raise InvalidArgumentError(f"unknown resource limit {raw_key!r}; known: {known}")
+        if not isinstance(raw, str):  # DRMAA2's values are strings (the label stores them so)
             raise InvalidArgumentError(f"resource limit {key} must be a string, got {raw!r}")
-        value = str(raw)
-        assert isinstance(key, str)
-        if limit.unit == "KiB":
-            amount: float = parse_size(key, value)
-        elif limit.unit == "s":
-            amount = parse_seconds(key, value)
-        else:
-            amount = parse_count(key, value)
+        if key == "WALLCLOCK_TIME":
+            continue  # refused by the caller until the tracker's timers exist
         if key == "VIRTUAL_MEMORY":
-            if amount < _MIN_MEMORY:
+            memory = parse_size(key, raw)
+            if memory < _MIN_MEMORY:
                 raise InvalidArgumentError(
-                    f"resource limit VIRTUAL_MEMORY: {value!r} is below the engine's 6 MiB"
+                    f"resource limit VIRTUAL_MEMORY: {raw!r} is below the engine's 6 MiB"
                 )
-            host["Memory"] = host["MemorySwap"] = int(amount)
-        elif key == "WALLCLOCK_TIME":
-            wallclock = amount
+            host["Memory"] = host["MemorySwap"] = memory
+            continue
+        if limit.ulimit in ulimits:
+            raise InvalidArgumentError(
+                f"resource limit {key} and extension 'ulimit' both set {limit.ulimit}"
+            )
+        if raw.strip().lower() in _UNLIMITED:
+            soft = hard = -1
+        elif limit.unit == "KiB":
+            soft = hard = parse_size(key, raw)
+        elif limit.unit == "s":
+            soft = hard = math.ceil(parse_seconds(key, raw))
+            # Soft below hard: the job gets SIGXCPU (exit 152) at the limit, not a SIGKILL
+            # that would read like a terminate or an OOM kill.
+            hard = soft + 1
         else:
-            if limit.ulimit in ulimits:
-                raise InvalidArgumentError(
-                    f"resource limit {key} and extension 'ulimit' both set {limit.ulimit}"
-                )
-            whole = math.ceil(amount)
-            ulimits[limit.ulimit] = {"Name": limit.ulimit, "Soft": whole, "Hard": whole}
+            soft = hard = parse_count(key, raw)
+        ulimits[limit.ulimit] = {"Name": limit.ulimit, "Soft": soft, "Hard": hard}
     if ulimits:
         host["Ulimits"] = list(ulimits.values())
     _memory_reservation(template, host)
     _cpus(template, host, engine)
-    return Resources(wallclock=wallclock)
 
 
 def _memory_reservation(template: JobTemplate, host: dict[str, Any]) -> None:
@@ -140,6 +144,12 @@ def _memory_reservation(template: JobTemplate, host: dict[str, Any]) -> None:
     if not kib:
         return
     reservation = kib * 1024
+    if reservation < _MIN_MEMORY:
+        raise InvalidArgumentError(
+            f"min_phys_memory {kib} KiB is below the engine's 6 MiB (6144 KiB) minimum"
+        )
+    if reservation > _MAX:
+        raise InvalidArgumentError(f"min_phys_memory {kib} KiB is too large")
     if "Memory" in host and reservation > host["Memory"]:
         raise InvalidArgumentError(
             f"min_phys_memory ({kib} KiB) is above the VIRTUAL_MEMORY limit "
@@ -166,26 +176,27 @@ def _cpus(template: JobTemplate, host: dict[str, Any], engine: EngineInfo | None
         host["NanoCpus"] = hi * 1_000_000_000
 
 
+def _matches(wanted: str, have: str, drmaa_name: Callable[[str], str]) -> bool:
+    """The engine's own word (case aside), or the same DRMAA2 name."""
+    named = drmaa_name(wanted)
+    return wanted.lower() == have.lower() or (named != "other" and named == drmaa_name(have))
+
+
 def _check_machine(template: JobTemplate, engine: EngineInfo | None) -> None:
     for name in ("machine_arch", "machine_os"):
         if not isinstance(getattr(template, name), str):
             raise InvalidArgumentError(f"{name} must be a string")
-    if engine is None or not engine.architecture:
-        return
-    if template.machine_arch:
-        wanted, have = (
-            drmaa_architecture(template.machine_arch),
-            drmaa_architecture(engine.architecture),
+    if engine is None:
+        return  # no engine to check against (the pure tests)
+    arch, system = template.machine_arch, template.machine_os
+    if arch and not _matches(arch, engine.architecture, drmaa_architecture):
+        raise InvalidArgumentError(
+            f"machine_arch {arch!r} asks for {drmaa_architecture(arch)}; the engine is "
+            f"{engine.architecture or 'of an architecture it does not tell'} "
+            f"({drmaa_architecture(engine.architecture)})"
         )
-        if wanted == "other" or wanted != have:
-            raise InvalidArgumentError(
-                f"machine_arch {template.machine_arch!r} asks for {wanted}; the engine is "
-                f"{engine.architecture} ({have})"
-            )
-    if template.machine_os:
-        wanted, have = drmaa_os(template.machine_os), drmaa_os(engine.os_type)
-        if wanted == "other" or wanted != have:
-            raise InvalidArgumentError(
-                f"machine_os {template.machine_os!r} asks for {wanted}; the engine runs "
-                f"{engine.os_type or 'an unknown OS'} ({have})"
-            )
+    if system and not _matches(system, engine.os_type, drmaa_os):
+        raise InvalidArgumentError(
+            f"machine_os {system!r} asks for {drmaa_os(system)}; the engine runs "
+            f"{engine.os_type or 'an OS it does not tell'} ({drmaa_os(engine.os_type)})"
+        )

@@ -210,6 +210,8 @@ class DockerTracker:
         """Create and start a container for ``template``; returns the job id (the container id).
 
         Raises ``InvalidArgumentError`` for a bad template (nothing is created),
+        ``UnsupportedOperationError`` for an attribute aiotracker does not honour
+        (``docs/template.md``),
         ``ImageNotFoundError`` if the image is not present (nothing is pulled),
         ``JobNameInUseError`` if a job of this session has the job name,
         ``InvalidArgumentError`` if the job's command cannot start and ``EngineError`` if the

@@ -13,7 +13,7 @@ from aiotracker._engine.base import EngineInfo
 from aiotracker._labels import TEMPLATE_LABEL
 from aiotracker._mapping import job_info_from_details
 from aiotracker._resources import RESOURCE_LIMITS, parse_seconds, parse_size
-from aiotracker._template_label import encode_template_label
+from aiotracker._template_label import decode_template_label, encode_template_label
 from tests.unit.test_mapping import details
 
 ENGINE = EngineInfo("h", 0, "1.41", cpus=4, architecture="x86_64", os_type="linux")
@@ -32,10 +32,9 @@ def host(engine: EngineInfo | None = ENGINE, array: bool = False, **fields: Any)
     [
         ("CORE_FILE_SIZE", "0", "core", 0),
         ("CORE_FILE_SIZE", "1024", "core", 1 << 20),
-        ("CPU_TIME", "90", "cpu", 90),
-        ("CPU_TIME", "1:30", "cpu", 90),
-        ("CPU_TIME", "1.2", "cpu", 2),
+        ("CORE_FILE_SIZE", "unlimited", "core", -1),
         ("DATA_SEG_SIZE", "64m", "data", 64 * MiB),
+        ("DATA_SIZE", "64m", "data", 64 * MiB),
         ("FILE_SIZE", "1", "fsize", 1024),
         ("OPEN_FILES", "256", "nofile", 256),
         ("STACK_SIZE", "8192", "stack", 8 * MiB),
@@ -77,7 +76,6 @@ def test_slots_are_cpus_checked_against_the_engine() -> None:
         host(max_slots=8)
     with pytest.raises(InvalidArgumentError, match="above max_slots"):
         host(min_slots=3, max_slots=2)
-    assert host(engine=None, max_slots=64)["NanoCpus"] == 64_000_000_000  # engine unknown
 
 
 @pytest.mark.parametrize("arch", ["x64", "x86_64", "amd64", "X64"])
@@ -104,7 +102,8 @@ def test_a_resource_limit_and_the_ulimit_extension_may_not_both_set_one() -> Non
 @pytest.mark.parametrize(
     "limits",
     [{"RSS": "1"}, {"CPU_TIME": "soon"}, {"VIRTUAL_MEMORY": "-1"}, {"OPEN_FILES": "0"},
-     {"CPU_TIME": True}],
+     {"CPU_TIME": True}, {"CPU_TIME": 5}, {"CPU_TIME": "1:99"}, {"FILE_SIZE": "9" * 400},
+     {"VIRTUAL_MEMORY": "99999999999999999999t"}, {"OPEN_FILES": "9" * 25}],
 )  # fmt: skip
 def test_bad_resource_limits_are_invalid(limits: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgumentError):
@@ -169,3 +168,49 @@ def test_kept_attributes_show_in_job_info() -> None:
     plain = details(labels={TEMPLATE_LABEL: encode_template_label(JobTemplate())})
     info = job_info_from_details(plain, engine_host="h", now=datetime.now(UTC))
     assert "rerunnable" not in info.extensions
+
+
+@pytest.mark.parametrize(("value", "soft"), [("90", 90), ("1:30", 90), ("1.2", 2)])
+def test_cpu_time_warns_with_sigxcpu_before_the_kill(value: str, soft: int) -> None:
+    """The soft limit a second below the hard one: SIGXCPU (exit 152) first, not a SIGKILL
+    that would read like a terminate or an OOM kill."""
+    assert host(resource_limits={"CPU_TIME": value})["Ulimits"] == [
+        {"Name": "cpu", "Soft": soft, "Hard": soft + 1}
+    ]
+
+
+def test_a_reservation_below_the_engines_minimum_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="6 MiB"):
+        host(min_phys_memory=1024)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"rerunnable": "false"}, {"accounting_id": 7}, {"priority": "5"}, {"priority": True}],
+)
+def test_kept_attributes_of_the_wrong_type_are_invalid(fields: dict[str, Any]) -> None:
+    """They are stored in the template label, which must stay readable (by drmaa2os too)."""
+    with pytest.raises(InvalidArgumentError):
+        host(**fields)
+
+
+def test_the_label_of_an_accepted_template_reads_back() -> None:
+    accepted = JobTemplate(
+        job_category="busybox", min_slots=1, max_slots=2, min_phys_memory=8192,
+        machine_arch="x64", machine_os="linux", priority=3, rerunnable=True,
+        accounting_id="a", extensions={"gpu-devices": "0"},
+        resource_limits={"VIRTUAL_MEMORY": "64m", "CPU_TIME": "10", "OPEN_FILES": "unlimited"},
+    )  # fmt: skip
+    config = create_config("s", accepted, cwd="/", engine=ENGINE)
+    assert decode_template_label(config["Labels"][TEMPLATE_LABEL]) == accepted
+
+
+def test_a_machine_the_table_lacks_matches_by_its_own_name() -> None:
+    """An architecture without a DRMAA2 name matches the engine's own word exactly."""
+    s390 = EngineInfo("h", 0, "1.41", cpus=4, architecture="s390x", os_type="linux")
+    host(engine=s390, machine_arch="S390X")
+    with pytest.raises(InvalidArgumentError):
+        host(engine=s390, machine_arch="x64")
+    silent = EngineInfo("h", 0, "1.41", cpus=4)  # tells no architecture, no OS
+    with pytest.raises(InvalidArgumentError, match="does not tell"):
+        host(engine=silent, machine_arch="x64")
