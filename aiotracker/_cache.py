@@ -25,6 +25,7 @@ import collections
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ._engine.base import ContainerDetails, ContainerEvent
 from ._exceptions import JobNotFoundError, TrackerError
@@ -72,6 +73,12 @@ class Job:
     # inspect (``job_info`` reads the rest when asked). Others' jobs wait for the inspect.
     die_is_final: bool = False
     die_exit_code: int | None = None
+    # The tracker's timers (labels; 0: none): start at, terminate at, terminate after running
+    # this long; and when it started (the engine's clock), for the last.
+    start_at_ns: int = 0
+    deadline_ns: int = 0
+    wallclock_ns: int = 0
+    started_ns: int = 0
     # The tracker refused to start it (its own reason): it stays FAILED whatever a created
     # container's inspect says.
     refused: bool = False
@@ -195,6 +202,8 @@ class StateCache:
                 job.array_size, job.array_max_parallel = meta.size, meta.max_parallel
                 job.owner = meta.owner
                 job.auto_remove, job.die_is_final = meta.auto_remove, meta.die_is_final
+                job.start_at_ns, job.deadline_ns = meta.start_at_ns, meta.deadline_ns
+                job.wallclock_ns = meta.wallclock_ns
             self._jobs[job_id] = job
             if job.array_id is not None:
                 self._arrays.setdefault(job.array_id, {})[job_id] = job
@@ -249,6 +258,8 @@ class StateCache:
                 return w, c, False
             # A job we do not know yet (made before a reconnect's gap): inspect tells all.
             return out, changes, event.action in ("start", "die", "pause", "unpause", "rename")
+        if event.action == "start" and not job.started_ns:
+            job.started_ns = event.time_ns  # when it started, even if the event is stale
         if event.time_ns < job.version_ns:
             return out, changes, False  # stale: the entry already holds something newer
         job.version_ns = event.time_ns
@@ -321,6 +332,8 @@ class StateCache:
             # (Podman's "stopped" moment, a stale answer) never moves it back.
             return out, changes
         job.ever_started = job.ever_started or details.started_at is not None
+        if details.started_at is not None and not job.started_ns:
+            job.started_ns = _ns(details.started_at)
         self._set(job, state, out, changes)
         return out, changes
 
@@ -491,3 +504,7 @@ def _int(text: str | None) -> int:
         return int(text or 0)
     except ValueError:
         return 0
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000

@@ -11,6 +11,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ._engine.base import EngineInfo
@@ -22,16 +23,19 @@ from ._labels import (
     ARRAY_MAX_PARALLEL_LABEL,
     ARRAY_SIZE_LABEL,
     AUTO_REMOVE_LABEL,
+    DEADLINE_LABEL,
     LABEL_FORMAT_VERSION,
     MANAGED_LABEL,
     RESTART_LABEL,
     SESSION_LABEL,
+    START_AT_LABEL,
     SUBMISSION_HOST_LABEL,
     SUBMITTER_LABEL,
     TEMPLATE_LABEL,
+    WALLCLOCK_LABEL,
 )
 from ._model import JobTemplate
-from ._resources import apply_resources
+from ._resources import apply_resources, parse_seconds
 from ._template_label import encode_template_label
 
 # Docker image references (distribution/reference grammar), or an image id. ASCII only, and
@@ -290,7 +294,7 @@ def _apply_extensions(
 
 # Attributes aiotracker cannot honour (yet, or on Docker at all): refused, never ignored.
 # The reason is the message's end.
-_NOT_YET = "not supported yet (planned: the tracker's timers and launcher, issue 14)"
+_NOT_YET = "not supported yet (planned, issue 14)"
 
 
 def refuse_unsupported(template: JobTemplate, *, array: bool) -> None:
@@ -301,11 +305,9 @@ def refuse_unsupported(template: JobTemplate, *, array: bool) -> None:
     job (it starts at once: there is nothing to order).
     """
     refused = [
-        ("start_time", template.start_time is not None, _NOT_YET),
-        ("deadline_time", template.deadline_time is not None, _NOT_YET),
+        ("start_time of an array job", array and template.start_time is not None,
+         "not supported yet: its tasks start in index order as the launcher goes"),
         ("stage_out_files", bool(template.stage_out_files), _NOT_YET),
-        ("resource_limits WALLCLOCK_TIME", "WALLCLOCK_TIME" in template.resource_limits,
-         _NOT_YET),
         ("priority of an array job", array and template.priority != 0,
          "not supported yet: tasks start in index order, arrays side by side"),
         ("email", bool(template.email) or template.email_on_started
@@ -321,6 +323,34 @@ def refuse_unsupported(template: JobTemplate, *, array: bool) -> None:
         value = getattr(template, name)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise InvalidArgumentError(f"{name} must be a {kind.__name__}, got {value!r}")
+
+
+def _unix_ns(name: str, moment: object) -> int:
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise InvalidArgumentError(f"{name} must be a timezone-aware datetime, got {moment!r}")
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def timer_labels(template: JobTemplate) -> dict[str, str]:
+    """The tracker's timers of a job, as labels (they outlive the tracker): DRMAA2's
+    ``start_time`` (the job is made at once and started then), ``deadline_time`` (terminated
+    then if it has not ended) and ``resource_limits["WALLCLOCK_TIME"]`` (terminated once it
+    has run that long)."""
+    labels: dict[str, str] = {}
+    start = deadline = 0
+    if template.start_time is not None:
+        start = _unix_ns("start_time", template.start_time)
+        labels[START_AT_LABEL] = str(start)
+    if template.deadline_time is not None:
+        deadline = _unix_ns("deadline_time", template.deadline_time)
+        if start and deadline <= start:
+            raise InvalidArgumentError("deadline_time must be after start_time")
+        labels[DEADLINE_LABEL] = str(deadline)
+    wallclock = template.resource_limits.get("WALLCLOCK_TIME")
+    if wallclock is not None:
+        seconds = parse_seconds("WALLCLOCK_TIME", wallclock)
+        labels[WALLCLOCK_LABEL] = str(int(seconds * 1_000_000_000))
+    return labels
 
 
 def _check_text(what: str, value: str) -> None:
@@ -452,6 +482,7 @@ def create_config(
         config["StdinOnce"] = True
     _apply_extensions(template.extensions, config, host)
     apply_resources(template, host, engine)
+    all_labels.update(timer_labels(template))
     if host.get("AutoRemove"):
         all_labels[AUTO_REMOVE_LABEL] = "1"
     policy = host.get("RestartPolicy", {}).get("Name", "no")

@@ -158,7 +158,14 @@ class Controller:
                 self._confirmed(job_id, JobState.QUEUED, "rename", sent)
             self._launcher.wake_all()
             return
-        if self._cache.require(job_id).ever_started:
+        job = self._cache.require(job_id)
+        if job.ever_started:
+            return
+        if job.start_at_ns > time.time_ns():  # its start time is to come: its timer starts it
+            if state is JobState.QUEUED_HELD:
+                sent = self._cache.control_seq(job_id)
+                await rename_mark(self._engine, job_id, "")
+                self._confirmed(job_id, JobState.QUEUED, "rename", sent)
             return
         launch = await self._submitter.launch_of(job_id)
         reason = await self._submitter.start(job_id, launch)

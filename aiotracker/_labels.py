@@ -38,6 +38,11 @@ LEASE_LABEL = "aiotracker.lease"
 LEASE_OWNER_LABEL = "aiotracker.lease.owner"
 # The idempotency key a job was submitted with (``add_job(..., key=...)``).
 KEY_LABEL = "aiotracker.key"
+# The tracker's timers, in labels so that they survive it: DRMAA2's start and deadline times
+# (Unix time, ns) and the WALLCLOCK_TIME limit (ns of running).
+START_AT_LABEL = "aiotracker.start_at"
+DEADLINE_LABEL = "aiotracker.deadline"
+WALLCLOCK_LABEL = "aiotracker.wallclock"
 LABEL_FORMAT_VERSION = "1"
 
 HELD_SUFFIX = ".aiotracker-held"
@@ -121,6 +126,9 @@ class JobMeta:
     # Made by aiotracker with no restart policy: its die is final (the engine sets
     # State.ExitCode before it logs the die), so the die's exit code can be published.
     die_is_final: bool = False
+    start_at_ns: int = 0  # the tracker's timers (0: none)
+    deadline_ns: int = 0
+    wallclock_ns: int = 0
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, str]) -> JobMeta:
@@ -133,6 +141,9 @@ class JobMeta:
             owner=labels.get(OWNER_LABEL),
             auto_remove=labels.get(AUTO_REMOVE_LABEL) == "1",
             die_is_final=MANAGED_LABEL in labels and RESTART_LABEL not in labels,
+            start_at_ns=_int(labels.get(START_AT_LABEL)),
+            deadline_ns=_int(labels.get(DEADLINE_LABEL)),
+            wallclock_ns=_int(labels.get(WALLCLOCK_LABEL)),
         )
 
 

@@ -39,7 +39,7 @@ RESOURCE_LIMITS: Mapping[str, Limit] = {
     "OPEN_FILES": Limit("count", "nofile", "ulimit nofile"),
     "STACK_SIZE": Limit("KiB", "stack", "ulimit stack (bytes)"),
     "VIRTUAL_MEMORY": Limit("KiB", "", "memory limit, swap limit equal (no swap beyond it)"),
-    "WALLCLOCK_TIME": Limit("s", "", "refused (not yet: the tracker's timers)"),
+    "WALLCLOCK_TIME": Limit("s", "", "the tracker terminates the job once it has run this long"),
 }
 # The DRMAA2 C binding's name for DATA_SEG_SIZE.
 _ALIASES = {"DATA_SIZE": "DATA_SEG_SIZE"}
@@ -106,7 +106,8 @@ def apply_resources(template: JobTemplate, host: dict[str, Any], engine: EngineI
         if not isinstance(raw, str):  # DRMAA2's values are strings (the label stores them so)
             raise InvalidArgumentError(f"resource limit {key} must be a string, got {raw!r}")
         if key == "WALLCLOCK_TIME":
-            continue  # refused by the caller until the tracker's timers exist
+            parse_seconds(key, raw)  # a timer of the tracker's (``_config.timer_labels``)
+            continue
         if key == "VIRTUAL_MEMORY":
             memory = parse_size(key, raw)
             if memory < _MIN_MEMORY:

@@ -26,16 +26,22 @@ from ._control import Controller
 from ._copier import OutputCopier, Source, recovery
 from ._engine.base import ContainerSummary, Engine, EngineInfo
 from ._errors import engine_errors
-from ._exceptions import DrmCommunicationError, InvalidStateError, TrackerClosedError
+from ._exceptions import (
+    DrmCommunicationError,
+    InvalidStateError,
+    TrackerClosedError,
+    TrackerError,
+)
 from ._exits import ExitSignals
 from ._feed import EventFeed
 from ._labels import OWNER_LABEL
 from ._leases import UNLEASED, Leases
-from ._model import JobState
+from ._model import JobControlAction, JobState
 from ._output import OutputPlan
 from ._submit import Submitter, launch_from
 from ._sync import Sync
 from ._tasks import Tasks, shielded
+from ._timers import TimerActions, Timers
 from ._waiters import Wakeups
 from ._watch import OutputWatch
 
@@ -94,6 +100,15 @@ class Runtime:
         )  # fmt: skip
         self.changes = ChangeFeed(self.cache, lambda: utcnow() + self.clock_offset)
         self.watch = OutputWatch(engine, self.cache, self.copier, self.tasks, self.exits)
+        self.timers = Timers(
+            self.cache, engine_offset_ns=lambda: self.clock_offset // timedelta(microseconds=1)
+            * 1000, holds=lambda owner: not observer and self.leases.holds(owner),
+            act=TimerActions(
+                self.cache, start=self._timed_start, terminate=self._timed_terminate,
+                refused=self._timed_refusal, retry=lambda j, k: self.timers.retry(j, k),
+            ).act,
+            spawn=self.tasks.spawn,
+        )  # fmt: skip
         self.closed = False
         self._host_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -104,6 +119,7 @@ class Runtime:
     def _resynced(self) -> None:
         """After a re-sync (a reconnect, a doubt): launchers look again, dead leases are taken."""
         self.launcher.wake_all()
+        self.timers.rescan()
         if not self.observer:
             self.tasks.spawn(self.leases.adopt_dead)
 
@@ -114,6 +130,7 @@ class Runtime:
         wakeups, changes = result
         wakeups.resolve()
         self.launcher.on_changes(changes)
+        self.timers.on_changes(changes)
         self.changes.on_changes(changes)
 
     def _engine_lost(self) -> None:
@@ -168,6 +185,8 @@ class Runtime:
                 self._adopt()
                 tg.start_soon(self.feed.process, self.sync.on_event)
                 tg.start_soon(self.sync.run_resyncs)
+                tg.start_soon(self.timers.run)
+                self.tasks.spawn(self._arm_timers)
                 if not self.observer:
                     self.sync.on_lease_event = self.leases.on_event
                 ready.set_result(None)
@@ -242,9 +261,11 @@ class Runtime:
         self._launch_arrays(jobs)
         for job in jobs:
             if job.array_id is None and job.state is JobState.QUEUED and not job.ever_started:
-                self.tasks.spawn(self._start_cut_short, job.job_id)
+                if job.start_at_ns <= time.time_ns():  # a later start is its timer's
+                    self.tasks.spawn(self._start_cut_short, job.job_id)
             else:
                 self.tasks.spawn(self._take_output, job.job_id)
+        self.timers.rescan()
 
     async def _start_cut_short(self, job_id: str) -> None:
         """A job its submitter created but never started (it died in between): we start it,
@@ -252,6 +273,32 @@ class Runtime:
         details = await self.sync.details(job_id)
         if details.status == "created" and not details.error:
             await self.submitter.start(job_id, launch_from(details))
+
+    # -- the timers' actions -----------------------------------------------------------
+
+    async def _arm_timers(self) -> None:
+        """At opening: running jobs with a wallclock limit need their start time (a listing
+        does not tell it), then every job's timers are armed."""
+        for job in list(self.cache):
+            if job.wallclock_ns and not job.started_ns and job.state not in TERMINAL:
+                with contextlib.suppress(TrackerError):
+                    await self.sync.refresh(job.job_id)
+        self.timers.rescan()
+
+    async def _timed_start(self, job_id: str) -> TrackerError | None:
+        job = self.cache.require(job_id)
+        launch = await self.submitter.launch_of(job_id)
+        return await self.submitter.start(
+            job_id, launch, lambda: self.leases.holds(job.owner) and not job.ever_started
+        )
+
+    async def _timed_terminate(self, job_id: str) -> None:
+        await self.control.control(job_id, JobControlAction.TERMINATE)
+
+    def _timed_refusal(self, job_id: str, reason: TrackerError) -> None:
+        """A timed start the job itself made impossible: FAILED for good, as a launcher's."""
+        log.warning("job %s not started at its start time: %s", job_id[:12], reason)
+        self.publish(self.cache.start_failed(job_id, str(reason)))
 
     async def _take_output(self, job_id: str) -> None:
         """Complete a taken-over job's output from the engine's log (once: we hold its lease)."""

@@ -15,6 +15,7 @@ import contextlib
 import getpass
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from ._labels import (
     HELD_SUFFIX,
     KEY_LABEL,
     OWNER_LABEL,
+    START_AT_LABEL,
     TEMPLATE_LABEL,
     base_name,
     container_name,
@@ -79,6 +81,11 @@ class Prepared:
     name: str
     launch: Launch
     hold: bool
+    start_at_ns: int = 0  # DRMAA2's start_time (Unix ns): the tracker's timer starts it
+
+    def waits(self) -> bool:
+        """Held, or its start time is still to come: made now, not started now."""
+        return self.hold or self.start_at_ns > time.time_ns()
 
 
 class Submitter:
@@ -158,7 +165,8 @@ class Submitter:
             name = f"aiotracker-{uuid.uuid4().hex[:16]}"
         if template.submit_as_hold:
             name += HELD_SUFFIX
-        return Prepared(config, name, launch, template.submit_as_hold)
+        start_at = int(config["Labels"].get(START_AT_LABEL, 0))
+        return Prepared(config, name, launch, template.submit_as_hold, start_at)
 
     async def submit(self, job: Prepared) -> str:
         """Create and (unless held) start one job. On a failure or a cancellation before the
@@ -194,7 +202,7 @@ class Submitter:
             await self._finish_existing(job_id, job)
             return job_id
         try:
-            reason = None if job.hold else await self.start(job_id, job.launch)
+            reason = None if job.waits() else await self.start(job_id, job.launch)
         except BaseException:
             if not self._started(job_id):
                 await self.discard(job_id)
@@ -213,7 +221,7 @@ class Submitter:
     ) -> None:
         """A retry found its job: start it if the first call was cut short before the start."""
         state = self._cache.require(job_id).state
-        if job.hold or state is not JobState.QUEUED or self._started(job_id):
+        if job.waits() or state is not JobState.QUEUED or self._started(job_id):
             return
         if details is None:
             details = await self._names.inspect(job_id)

@@ -113,10 +113,7 @@ def test_bad_resource_limits_are_invalid(limits: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "fields",
     [
-        {"start_time": datetime(2030, 1, 1, tzinfo=UTC)},
-        {"deadline_time": datetime(2030, 1, 1, tzinfo=UTC)},
         {"stage_out_files": {"/out": "/tmp/out"}},
-        {"resource_limits": {"WALLCLOCK_TIME": "2"}},
         {"email": ["a@example.com"]},
         {"email_on_terminated": True},
         {"reservation_id": "r1"},

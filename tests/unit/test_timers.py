@@ -1,0 +1,116 @@
+"""The tracker's timers (start time, deadline, wallclock limit) on the fake engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aiotracker import (
+    DockerTracker,
+    InvalidArgumentError,
+    JobState,
+    UnsupportedOperationError,
+)
+from aiotracker._engine.fake import FakeEngine
+from tests.unit.test_races import SESSION, engine, hold_lease, job, tracker
+
+__all__ = ["engine", "tracker"]  # the fixtures of test_races
+
+QUEUED, RUNNING, FAILED = JobState.QUEUED, JobState.RUNNING, JobState.FAILED
+
+
+def soon(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def test_a_job_starts_at_its_start_time(engine: FakeEngine, tracker: DockerTracker) -> None:
+    job_id = await tracker.add_job(job("sleep", "9", start_time=soon(0.3)))
+    assert tracker.cached_state(job_id) is QUEUED
+    assert engine.container(job_id).status == "created"
+    assert await tracker.wait(job_id, RUNNING, timeout=2) is RUNNING
+    assert tracker._rt.timers.pending == 0
+
+
+async def test_a_past_start_time_starts_at_once(tracker: DockerTracker) -> None:
+    job_id = await tracker.add_job(job("sleep", "9", start_time=soon(-60)))
+    assert tracker.cached_state(job_id) is RUNNING
+
+
+async def test_a_deadline_terminates_a_running_job(tracker: DockerTracker) -> None:
+    job_id = await tracker.add_job(job("sleep", "9", deadline_time=soon(0.2)))
+    assert tracker.cached_state(job_id) is RUNNING
+    assert await tracker.wait(job_id, timeout=2) is FAILED
+
+
+async def test_a_deadline_before_the_start_fails_the_queued_job(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    """A job whose deadline comes while it waits for its start never runs."""
+    job_id = await tracker.add_job(
+        job("sleep", "9", start_time=soon(0.6), deadline_time=soon(0.8), submit_as_hold=True)
+    )
+    assert await tracker.wait(job_id, timeout=2) is FAILED
+    assert engine.container(job_id).started_at is None
+
+
+async def test_a_wallclock_limit_terminates_after_that_long(tracker: DockerTracker) -> None:
+    job_id = await tracker.add_job(job("sleep", "9", resource_limits={"WALLCLOCK_TIME": "0.3"}))
+    assert tracker.cached_state(job_id) is RUNNING
+    assert await tracker.wait(job_id, timeout=2) is FAILED
+
+
+async def test_a_released_job_waits_for_its_start_time(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    job_id = await tracker.add_job(job("sleep", "9", start_time=soon(0.4), submit_as_hold=True))
+    await tracker.job_control(job_id, "release")
+    assert tracker.cached_state(job_id) is QUEUED
+    assert engine.container(job_id).status == "created"
+    assert await tracker.wait(job_id, RUNNING, timeout=2) is RUNNING
+
+
+async def test_timers_survive_the_tracker_and_only_the_lease_holder_acts(
+    engine: FakeEngine,
+) -> None:
+    """The start time is in the labels: a tracker opened later starts the job; an observer
+    on the session never does."""
+    async with DockerTracker(SESSION, engine=engine.client()) as first:
+        await hold_lease(first)
+        job_id = await first.add_job(job("sleep", "9", start_time=soon(0.5)))
+    async with DockerTracker(SESSION, engine=engine.client(), role="observer") as watcher:
+        async with DockerTracker(SESSION, engine=engine.client()) as second:
+            assert await second.wait(job_id, RUNNING, timeout=3) is RUNNING
+        assert watcher.cached_state(job_id) in (QUEUED, RUNNING)
+    assert engine.calls["start"] >= 1
+
+
+async def test_an_observer_alone_never_starts_a_timed_job(engine: FakeEngine) -> None:
+    async with DockerTracker(SESSION, engine=engine.client()) as first:
+        await hold_lease(first)
+        job_id = await first.add_job(job("sleep", "9", start_time=soon(0.2)))
+    async with DockerTracker(SESSION, engine=engine.client(), role="observer") as watcher:
+        with pytest.raises(TimeoutError):
+            await watcher.wait(job_id, RUNNING, timeout=0.6)
+    assert engine.container(job_id).status == "created"
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"start_time": datetime(2030, 1, 1)}, InvalidArgumentError),  # naive
+        ({"start_time": soon(10), "deadline_time": soon(5)}, InvalidArgumentError),
+        ({"resource_limits": {"WALLCLOCK_TIME": "0"}}, InvalidArgumentError),
+    ],
+    ids=["naive", "deadline-before-start", "zero-wallclock"],
+)
+async def test_bad_times_are_refused(
+    tracker: DockerTracker, fields: dict[str, object], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        await tracker.add_job(job("true", **fields))
+
+
+async def test_a_start_time_for_an_array_is_refused(tracker: DockerTracker) -> None:
+    with pytest.raises(UnsupportedOperationError, match="array"):
+        await tracker.add_array_job(job("true", start_time=soon(5)), 1, 2)
