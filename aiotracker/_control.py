@@ -161,7 +161,7 @@ class Controller:
         job = self._cache.require(job_id)
         if job.ever_started:
             return
-        if job.start_at_ns > time.time_ns():  # its start time is to come: its timer starts it
+        if job.start_at_ns:  # a timed job: its timer starts it (at once if its time passed)
             if state is JobState.QUEUED_HELD:
                 sent = self._cache.control_seq(job_id)
                 await rename_mark(self._engine, job_id, "")

@@ -261,7 +261,7 @@ class Runtime:
         self._launch_arrays(jobs)
         for job in jobs:
             if job.array_id is None and job.state is JobState.QUEUED and not job.ever_started:
-                if job.start_at_ns <= time.time_ns():  # a later start is its timer's
+                if not job.start_at_ns:  # a timed job is started by its timer alone
                     self.tasks.spawn(self._start_cut_short, job.job_id)
             else:
                 self.tasks.spawn(self._take_output, job.job_id)

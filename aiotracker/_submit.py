@@ -15,7 +15,6 @@ import contextlib
 import getpass
 import os
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -84,8 +83,9 @@ class Prepared:
     start_at_ns: int = 0  # DRMAA2's start_time (Unix ns): the tracker's timer starts it
 
     def waits(self) -> bool:
-        """Held, or its start time is still to come: made now, not started now."""
-        return self.hold or self.start_at_ns > time.time_ns()
+        """Held, or with a start time: made now, not started here (a timed job is started by
+        the tracker's timer alone, at once if its time has passed: never two starters)."""
+        return self.hold or self.start_at_ns != 0
 
 
 class Submitter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,8 +34,9 @@ async def test_a_job_starts_at_its_start_time(engine: FakeEngine, tracker: Docke
 
 
 async def test_a_past_start_time_starts_at_once(tracker: DockerTracker) -> None:
+    """By the timer (the one starter of a timed job), on the next turn of the loop."""
     job_id = await tracker.add_job(job("sleep", "9", start_time=soon(-60)))
-    assert tracker.cached_state(job_id) is RUNNING
+    assert await tracker.wait(job_id, RUNNING, timeout=0.2) is RUNNING
 
 
 async def test_a_deadline_terminates_a_running_job(tracker: DockerTracker) -> None:
@@ -114,3 +116,12 @@ async def test_bad_times_are_refused(
 async def test_a_start_time_for_an_array_is_refused(tracker: DockerTracker) -> None:
     with pytest.raises(UnsupportedOperationError, match="array"):
         await tracker.add_array_job(job("true", start_time=soon(5)), 1, 2)
+
+
+async def test_a_held_job_released_after_its_start_time_starts(tracker: DockerTracker) -> None:
+    """Held past its start time, it stays held; its release starts it (by its timer)."""
+    job_id = await tracker.add_job(job("sleep", "9", start_time=soon(0.1), submit_as_hold=True))
+    await asyncio.sleep(0.3)  # its start time passes while it is held
+    assert tracker.cached_state(job_id) is JobState.QUEUED_HELD
+    await tracker.job_control(job_id, "release")
+    assert await tracker.wait(job_id, RUNNING, timeout=1) is RUNNING
