@@ -47,6 +47,10 @@ LABEL_FORMAT_VERSION = "1"
 
 HELD_SUFFIX = ".aiotracker-held"
 TERMINATED_SUFFIX = ".aiotracker-terminated"
+# Why the tracker terminated a running job (its timers): the sub-state, kept by its name.
+DEADLINE_SUFFIX = ".aiotracker-deadline"
+WALLCLOCK_SUFFIX = ".aiotracker-wallclock"
+_SUFFIXES = (HELD_SUFFIX, TERMINATED_SUFFIX, DEADLINE_SUFFIX, WALLCLOCK_SUFFIX)
 
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
@@ -54,7 +58,7 @@ _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 def base_name(name: str) -> str:
     """The container name without a leading slash and without aiotracker's marks."""
     name = name.lstrip("/")
-    for suffix in (HELD_SUFFIX, TERMINATED_SUFFIX):
+    for suffix in _SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -108,7 +112,7 @@ def validate_job_name(name: str) -> None:
         raise InvalidArgumentError(
             f"job_name {name!r} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
         )
-    if name.endswith((HELD_SUFFIX, TERMINATED_SUFFIX)):
+    if name.endswith(_SUFFIXES):
         raise InvalidArgumentError(f"job_name {name!r} ends with a suffix aiotracker reserves")
 
 

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from ._engine.base import ContainerDetails, EngineInfo
 from ._exceptions import InvalidArgumentError
 from ._labels import (
-    DEADLINE_LABEL,
+    DEADLINE_SUFFIX,
     SUBMISSION_HOST_LABEL,
     SUBMITTER_LABEL,
     TEMPLATE_LABEL,
-    WALLCLOCK_LABEL,
+    WALLCLOCK_SUFFIX,
     base_name,
     is_held_name,
     is_terminated_name,
@@ -126,36 +126,19 @@ def annotation(d: ContainerDetails) -> str:
     return "; ".join(notes)
 
 
-def _ns(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
-
-
-def _sub_state(d: ContainerDetails, state: JobState, now: datetime) -> str:
+def _sub_state(d: ContainerDetails, state: JobState) -> str:
     """The container's status, or why a FAILED job ended: ``oom_killed``, or the tracker's
-    timers (``deadline``, ``wallclock``: it was killed, or never started, at that moment)."""
+    timers (``deadline``, ``wallclock``: the mark it put in the name before the kill)."""
     if state is not JobState.FAILED:
         return d.status
     if d.oom_killed:
         return "oom_killed"
-    never_ran = d.started_at is None and is_terminated_name(d.name)
-    killed = d.exit_code == 128 + 9 and d.finished_at is not None and d.started_at is not None
-    deadline = _int_label(d.labels, DEADLINE_LABEL)
-    if deadline and (killed or never_ran):
-        end = _ns(d.finished_at) if killed and d.finished_at is not None else _ns(now)
-        if end >= deadline:
-            return "deadline"
-    wallclock = _int_label(d.labels, WALLCLOCK_LABEL)
-    ran = _ns(d.finished_at) - _ns(d.started_at) if d.finished_at and d.started_at else 0
-    if wallclock and killed and ran >= wallclock:
+    name = d.name.lstrip("/")
+    if name.endswith(DEADLINE_SUFFIX):
+        return "deadline"
+    if name.endswith(WALLCLOCK_SUFFIX):
         return "wallclock"
     return d.status
-
-
-def _int_label(labels: Mapping[str, str], key: str) -> int:
-    try:
-        return int(labels.get(key) or 0)
-    except ValueError:
-        return 0
 
 
 def job_info_from_details(
@@ -209,7 +192,7 @@ def job_info_from_details(
         terminating_signal=signal_text,
         annotation=annotation(d),
         state=state,
-        sub_state=_sub_state(d, state, now),
+        sub_state=_sub_state(d, state),
         allocated_machines=(engine_host,) if engine_host else (),
         submission_machine=d.labels.get(SUBMISSION_HOST_LABEL, ""),
         job_owner=d.labels.get(SUBMITTER_LABEL, ""),

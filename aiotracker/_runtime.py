@@ -19,7 +19,7 @@ from datetime import timedelta
 import anyio
 
 from ._arrays import ArrayLauncher
-from ._cache import TERMINAL, Change, Job, StateCache
+from ._cache import ACTIVE, TERMINAL, Change, Job, StateCache
 from ._changes import ChangeFeed
 from ._checks import utcnow
 from ._control import Controller
@@ -34,11 +34,17 @@ from ._exceptions import (
 )
 from ._exits import ExitSignals
 from ._feed import EventFeed
-from ._labels import OWNER_LABEL
+from ._labels import (
+    DEADLINE_SUFFIX,
+    OWNER_LABEL,
+    TERMINATED_SUFFIX,
+    WALLCLOCK_SUFFIX,
+    base_name,
+)
 from ._leases import UNLEASED, Leases
 from ._model import JobControlAction, JobState
 from ._output import OutputPlan
-from ._submit import Submitter, launch_from
+from ._submit import Submitter, launch_from, rename_mark
 from ._sync import Sync
 from ._tasks import Tasks, shielded
 from ._timers import TimerActions, Timers
@@ -102,13 +108,14 @@ class Runtime:
         self.watch = OutputWatch(engine, self.cache, self.copier, self.tasks, self.exits)
         self.timers = Timers(
             self.cache, engine_offset_ns=lambda: self.clock_offset // timedelta(microseconds=1)
-            * 1000, holds=lambda owner: not observer and self.leases.holds(owner),
-            act=TimerActions(
-                self.cache, start=self._timed_start, terminate=self._timed_terminate,
-                refused=self._timed_refusal, retry=lambda j, k: self.timers.retry(j, k),
-            ).act,
+            * 1000, acts_for=self._acts_for, act=lambda j, k: self._timer_actions.act(j, k),
             spawn=self.tasks.spawn,
         )  # fmt: skip
+        self._timer_actions = TimerActions(
+            self.cache, self.timers, start=self._timed_start, terminate=self._timed_terminate,
+            refused=self._timed_refusal,
+        )  # fmt: skip
+        self.sync.on_start = self.timers.on_start
         self.closed = False
         self._host_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -276,9 +283,21 @@ class Runtime:
 
     # -- the timers' actions -----------------------------------------------------------
 
+    def _acts_for(self, job: Job) -> bool:
+        """This tracker acts on the job's timers: it holds its lease, or made it with none
+        (an observer never does)."""
+        if self.observer:
+            return False
+        if job.owner is None:
+            return job.job_id in self.submitter.unowned
+        return self.leases.holds(job.owner)
+
     async def _arm_timers(self) -> None:
         """At opening: running jobs with a wallclock limit need their start time (a listing
-        does not tell it), then every job's timers are armed."""
+        does not tell it; if the inspect fails, the limit counts from now), then every job's
+        timers are armed."""
+        if self.observer:
+            return
         for job in list(self.cache):
             if job.wallclock_ns and not job.started_ns and job.state not in TERMINAL:
                 with contextlib.suppress(TrackerError):
@@ -289,16 +308,30 @@ class Runtime:
         job = self.cache.require(job_id)
         launch = await self.submitter.launch_of(job_id)
         return await self.submitter.start(
-            job_id, launch, lambda: self.leases.holds(job.owner) and not job.ever_started
-        )
+            job_id, launch,
+            lambda: self._acts_for(job) and job.state is JobState.QUEUED and not job.ever_started,
+        )  # fmt: skip
 
-    async def _timed_terminate(self, job_id: str) -> None:
+    async def _timed_terminate(self, job_id: str, kind: str) -> None:
+        """Terminate for a timer, its reason kept in the container's name (the sub-state);
+        a suspended job is resumed first (the engine kills no paused container)."""
+        job = self.cache.require(job_id)
+        if job.state in ACTIVE:
+            details = await self.sync.details(job_id)
+            suffix = DEADLINE_SUFFIX if kind == "deadline" else WALLCLOCK_SUFFIX
+            with contextlib.suppress(TrackerError), engine_errors("rename", job_id):
+                await self.engine.rename(job_id, base_name(details.name) + suffix)
+            if job.state is JobState.SUSPENDED:
+                with contextlib.suppress(InvalidStateError):
+                    await self.control.control(job_id, JobControlAction.RESUME)
         await self.control.control(job_id, JobControlAction.TERMINATE)
 
     def _timed_refusal(self, job_id: str, reason: TrackerError) -> None:
-        """A timed start the job itself made impossible: FAILED for good, as a launcher's."""
+        """A timed start the job itself made impossible: FAILED for good (its name says so,
+        for any tracker that opens later), as a launcher's."""
         log.warning("job %s not started at its start time: %s", job_id[:12], reason)
         self.publish(self.cache.start_failed(job_id, str(reason)))
+        self.tasks.spawn(rename_mark, self.engine, job_id, TERMINATED_SUFFIX)
 
     async def _take_output(self, job_id: str) -> None:
         """Complete a taken-over job's output from the engine's log (once: we hold its lease)."""

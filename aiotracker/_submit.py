@@ -120,6 +120,7 @@ class Submitter:
         self._owner = owner  # the lease to put on new jobs (made with their image)
         self._owner_live = owner_live
         self._inflight: dict[str, asyncio.Future[str]] = {}  # container name -> its submission
+        self.unowned: set[str] = set()  # jobs made here with no lease (a transient failure)
         self._names = ExistingJobs(engine, cache, publish, session=session, timeout=engine_timeout)
 
     def prepare(
@@ -260,10 +261,12 @@ class Submitter:
         Returns (job id, existed): a name already taken by a job of this session with the same
         idempotency key is that job; any other clash is ``JobNameInUseError``.
         """
+        unowned = False
         if self._owner is not None and OWNER_LABEL not in config["Labels"]:
             owner = await self._owner(config["Image"])
             if owner is not None:
                 config["Labels"][OWNER_LABEL] = owner
+            unowned = owner is None
         await anyio.lowlevel.checkpoint()  # a pending cancellation stops us before, not during
         # Shielded: a create cut short may still be carried out by the engine, after any attempt
         # to remove it; waiting for the answer (a few ms) gives the id to remove.
@@ -278,6 +281,8 @@ class Submitter:
                 await self.remove(name)
             raise DrmCommunicationError(f"the engine did not create {name} in time")
         state = JobState.QUEUED_HELD if name.endswith(HELD_SUFFIX) else JobState.QUEUED
+        if unowned:  # no lease could be made this time: this tracker acts for it alone
+            self.unowned.add(job_id)
         self._publish(self._cache.add(job_id, state, labels=config["Labels"]))
         return job_id, False
 

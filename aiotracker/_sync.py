@@ -64,6 +64,7 @@ class Sync:
         self.on_resynced: Callable[[], None] = lambda: None
         self.on_lease_event: Callable[[ContainerEvent], None] = lambda event: None
         self.on_exit: Callable[[str], None] = lambda job_id: None
+        self.on_start: Callable[[str], None] = lambda job_id: None  # a start event applied
         self.inspects = 0
         self.lease_events = 0
         self.resyncs = 0
@@ -89,6 +90,8 @@ class Sync:
         self._publish((wakeups, changes))
         if event.action == "die":
             self.on_exit(event.container_id)
+        elif event.action == "start":
+            self.on_start(event.container_id)
         if inspect:
             self.schedule_inspect(event.container_id, event)
 

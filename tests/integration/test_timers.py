@@ -51,7 +51,7 @@ async def test_a_deadline_terminates_a_running_job(tracker: DockerTracker, templ
     job_id = await tracker.add_job(template("sleep", "60", deadline_time=soon(2)))
     assert await tracker.wait(job_id, timeout=60) is JobState.FAILED
     took = time.monotonic() - began
-    assert 1.8 < took < 5, took
+    assert 1.8 < took < 8, took
     info = await tracker.job_info(job_id)
     assert info.sub_state == "deadline"
     assert info.exit_status == 137
