@@ -25,8 +25,8 @@ import collections
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 
+from ._checks import unix_ns
 from ._engine.base import ContainerDetails, ContainerEvent
 from ._exceptions import JobNotFoundError, TrackerError
 from ._labels import JobMeta
@@ -333,7 +333,7 @@ class StateCache:
             return out, changes
         job.ever_started = job.ever_started or details.started_at is not None
         if details.started_at is not None and not job.started_ns:
-            job.started_ns = _ns(details.started_at)
+            job.started_ns = unix_ns(details.started_at)
         self._set(job, state, out, changes)
         return out, changes
 
@@ -504,7 +504,3 @@ def _int(text: str | None) -> int:
         return int(text or 0)
     except ValueError:
         return 0
-
-
-def _ns(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ._exceptions import InvalidArgumentError, JobNotFoundError
 from ._model import JobControlAction, JobState
@@ -69,3 +70,13 @@ def json_ids(text: str) -> list[str]:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def unix_ns(moment: datetime) -> int:
+    """An aware datetime as Unix time in ns (exact: no float on the way)."""
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def clock_offset(engine_time_ns: int) -> timedelta:
+    """The engine's clock minus ours, from the engine's time read just now."""
+    return timedelta(microseconds=(engine_time_ns - time.time_ns()) / 1000)

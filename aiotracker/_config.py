@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ._checks import unix_ns
 from ._engine.base import EngineInfo
 from ._exceptions import InvalidArgumentError, UnsupportedOperationError
 from ._labels import (
@@ -328,7 +329,7 @@ def refuse_unsupported(template: JobTemplate, *, array: bool) -> None:
 def _unix_ns(name: str, moment: object) -> int:
     if not isinstance(moment, datetime) or moment.tzinfo is None:
         raise InvalidArgumentError(f"{name} must be a timezone-aware datetime, got {moment!r}")
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    return unix_ns(moment)
 
 
 def timer_labels(template: JobTemplate) -> dict[str, str]:

@@ -151,21 +151,17 @@ class Controller:
         """An array task is unmarked and left to its launcher. A single job is started first
         and unmarked after: a failure in between leaves it running, never stranded; a job
         QUEUED but never started (an earlier release failed) is started by a second one."""
-        if array_id is not None:
-            if state is JobState.QUEUED_HELD:
-                sent = self._cache.control_seq(job_id)
-                await rename_mark(self._engine, job_id, "")
-                self._confirmed(job_id, JobState.QUEUED, "rename", sent)
-            self._launcher.wake_all()
-            return
         job = self._cache.require(job_id)
-        if job.ever_started:
-            return
-        if job.start_at_ns:  # a timed job: its timer starts it (at once if its time passed)
+        if array_id is not None or (job.start_at_ns and not job.ever_started):
+            # Its launcher, or its timer, starts it (a timer at once if its time has passed).
             if state is JobState.QUEUED_HELD:
                 sent = self._cache.control_seq(job_id)
                 await rename_mark(self._engine, job_id, "")
                 self._confirmed(job_id, JobState.QUEUED, "rename", sent)
+            if array_id is not None:
+                self._launcher.wake_all()
+            return
+        if job.ever_started:
             return
         launch = await self._submitter.launch_of(job_id)
         reason = await self._submitter.start(job_id, launch)

@@ -3,11 +3,10 @@ only. No tracker: one engine connection, one call per question, no event stream.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-from ._checks import utcnow
+from ._checks import clock_offset, utcnow
 from ._connect import docker_engine
 from ._engine.base import ContainerSummary, Engine
 from ._errors import engine_errors
@@ -72,11 +71,11 @@ class JobView:
 
 
 class MonitoringSession(Lifecycle):
-    what = "the monitoring session"
-
     """A DRMAA2 monitoring session over one engine: ``get_all_machines``, ``get_all_queues``
     and ``get_all_jobs``. Use ``async with`` (or ``open()`` and ``close()``; ``close()``
     twice is ``InvalidSessionError``)."""
+
+    what = "the monitoring session"
 
     def __init__(
         self, docker_url: str | None = None, *, engine_timeout: float = 30.0,
@@ -101,7 +100,7 @@ class MonitoringSession(Lifecycle):
                 await self._engine.aclose()
             raise
         self._host = info.host_name
-        self._clock_offset = timedelta(microseconds=(info.system_time_ns - time.time_ns()) / 1000)
+        self._clock_offset = clock_offset(info.system_time_ns)
 
     async def _closing(self) -> None:
         with shielded(self._timeout):

@@ -21,7 +21,7 @@ import anyio
 from ._arrays import ArrayLauncher
 from ._cache import ACTIVE, TERMINAL, Change, Job, StateCache
 from ._changes import ChangeFeed
-from ._checks import utcnow
+from ._checks import clock_offset, utcnow
 from ._control import Controller
 from ._copier import OutputCopier, Source, recovery
 from ._engine.base import ContainerSummary, Engine, EngineInfo
@@ -39,7 +39,6 @@ from ._labels import (
     OWNER_LABEL,
     TERMINATED_SUFFIX,
     WALLCLOCK_SUFFIX,
-    base_name,
 )
 from ._leases import UNLEASED, Leases
 from ._model import JobControlAction, JobState
@@ -102,14 +101,13 @@ class Runtime:
         self.sync.on_exit = self.exits.job_exited
         self.control = Controller(
             engine, self.cache, self.sync, self.submitter, self.launcher, self.publish,
-            lambda: time.time_ns() + self.clock_offset // timedelta(microseconds=1) * 1000,
+            lambda: time.time_ns() + self._offset_ns(),
         )  # fmt: skip
         self.changes = ChangeFeed(self.cache, lambda: utcnow() + self.clock_offset)
         self.watch = OutputWatch(engine, self.cache, self.copier, self.tasks, self.exits)
         self.timers = Timers(
-            self.cache, engine_offset_ns=lambda: self.clock_offset // timedelta(microseconds=1)
-            * 1000, acts_for=self._acts_for, act=lambda j, k: self._timer_actions.act(j, k),
-            spawn=self.tasks.spawn,
+            self.cache, engine_offset_ns=self._offset_ns, acts_for=self._acts_for,
+            act=lambda j, k: self._timer_actions.act(j, k), spawn=self.tasks.spawn,
         )  # fmt: skip
         self._timer_actions = TimerActions(
             self.cache, self.timers, start=self._timed_start, terminate=self._timed_terminate,
@@ -122,6 +120,10 @@ class Runtime:
         self._closing: asyncio.Event | None = None
         self._recoveries: dict[str, tuple[OutputPlan, Source]] = {}
         self._live_owners: set[str] = set()
+
+    def _offset_ns(self) -> int:
+        """The engine's clock minus ours, in ns."""
+        return self.clock_offset // timedelta(microseconds=1) * 1000
 
     def _resynced(self) -> None:
         """After a re-sync (a reconnect, a doubt): launchers look again, dead leases are taken."""
@@ -160,9 +162,7 @@ class Runtime:
             with engine_errors("connect"):
                 self.info = await self.engine.open()
             # The engine's clock against ours: job times are the engine's.
-            self.clock_offset = timedelta(
-                microseconds=(self.info.system_time_ns - time.time_ns()) / 1000
-            )
+            self.clock_offset = clock_offset(self.info.system_time_ns)
         except BaseException:
             self.closed = True
             with shielded(self.timeout):
@@ -317,10 +317,9 @@ class Runtime:
         a suspended job is resumed first (the engine kills no paused container)."""
         job = self.cache.require(job_id)
         if job.state in ACTIVE:
-            details = await self.sync.details(job_id)
             suffix = DEADLINE_SUFFIX if kind == "deadline" else WALLCLOCK_SUFFIX
-            with contextlib.suppress(TrackerError), engine_errors("rename", job_id):
-                await self.engine.rename(job_id, base_name(details.name) + suffix)
+            with contextlib.suppress(TrackerError):
+                await rename_mark(self.engine, job_id, suffix, require_created=False)
             if job.state is JobState.SUSPENDED:
                 with contextlib.suppress(InvalidStateError):
                     await self.control.control(job_id, JobControlAction.RESUME)

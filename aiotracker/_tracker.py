@@ -270,7 +270,7 @@ class DockerTracker:
         """The full id of a job of this session, from its id or a unique prefix of it
         (``JobNotFoundError`` otherwise); no engine call for a job the cache knows."""
         self._check_open()
-        return job_id if job_id in self._cache else await self._sync.known(job_id)
+        return await self._sync.known(job_id)
 
     def cached_state(self, job_id: str) -> JobState | None:
         """The job's state as the cache holds it now, with no await and no engine call; None
