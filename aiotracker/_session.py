@@ -131,12 +131,14 @@ class JobSession(Lifecycle):
         ids = await tracker.list_jobs()
         if "job_id" in fields:
             ids = [j for j in ids if j == fields["job_id"]]
-        if fields.keys() <= CACHED:
-            state = fields.get("state")
-            return [
-                Job(tracker, j) for j in ids if state is None or tracker.cached_state(j) is state
-            ]
-        infos = await each(tracker.job_info, ids)
+        infos: dict[str, JobInfo]
+        if fields.keys() <= CACHED:  # answered from the cache, as monitoring's from a listing
+            undetermined = JobState.UNDETERMINED
+            infos = {
+                j: JobInfo(job_id=j, state=tracker.cached_state(j) or undetermined) for j in ids
+            }
+        else:
+            infos = await each(tracker.job_info, ids)
         return [Job(tracker, j) for j in ids if j in infos and matches(infos[j], fields)]
 
     # -- waits --------------------------------------------------------------------------
