@@ -64,6 +64,8 @@ class Job:
     exited: bool = False
     # Output files are still being written: the terminal state waits for them.
     output_pending: bool = False
+    # Stage-out files are still being copied out: the terminal state waits for them too.
+    stage_pending: bool = False
     # The terminal state, known but not yet published because output is pending.
     final: JobState | None = None
     # The engine removes the container at exit (rm): the die's exit code is how it ended.
@@ -217,7 +219,7 @@ class StateCache:
         return out, changes
 
     def _set(self, job: Job, state: JobState, out: Wakeups, changes: list[Change]) -> None:
-        if state in TERMINAL and job.output_pending:
+        if state in TERMINAL and (job.output_pending or job.stage_pending):
             job.final = state  # published by output_done
             return
         if state not in TERMINAL:
@@ -387,11 +389,28 @@ class StateCache:
         if job is not None:
             job.output_pending = True
 
+    def begin_stage(self, job_id: str) -> None:
+        """The job's stage-out files are to be copied out at its exit: its terminal state
+        waits for ``stage_done``."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.stage_pending = True
+
+    def stage_done(self, job_id: str) -> tuple[Wakeups, list[Change]]:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.stage_pending = False
+        return self.output_done(job_id) if job is not None and not job.output_pending else (
+            Wakeups(), []
+        )  # fmt: skip
+
     def output_done(self, job_id: str) -> tuple[Wakeups, list[Change]]:
         out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is not None:
             job.output_pending = False
+            if job.stage_pending:
+                return out, changes  # its stage-out publishes the end
             if job.final is not None:
                 final, job.final = job.final, None
                 self._publish(job, final, out, changes)

@@ -294,8 +294,6 @@ def _apply_extensions(
 
 
 # Attributes aiotracker cannot honour (yet, or on Docker at all): refused, never ignored.
-# The reason is the message's end.
-_NOT_YET = "not supported yet (planned, issue 14)"
 
 
 def refuse_unsupported(template: JobTemplate, *, array: bool) -> None:
@@ -308,7 +306,6 @@ def refuse_unsupported(template: JobTemplate, *, array: bool) -> None:
     refused = [
         ("start_time of an array job", array and template.start_time is not None,
          "not supported yet: its tasks start in index order as the launcher goes"),
-        ("stage_out_files", bool(template.stage_out_files), _NOT_YET),
         ("priority of an array job", array and template.priority != 0,
          "not supported yet: tasks start in index order, arrays side by side"),
         ("email", bool(template.email) or template.email_on_started

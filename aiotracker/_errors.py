@@ -65,6 +65,9 @@ def translate(
     status, message = exc.status, exc.message
     lowered = message.lower()
     if status == 404:
+        if op == "archive" and "no such container" not in lowered:
+            # The container is there, the path in it is not.
+            return InvalidArgumentError(f"{op}: {message}", job_id=job_id)
         if op == "create" and "image" in lowered:
             return ImageNotFoundError(
                 f"image {image!r} is not present on the engine (nothing is pulled)",

@@ -395,4 +395,5 @@ def absolute_paths(template: JobTemplate, cwd: str) -> JobTemplate:
         error_path=absolute(template.error_path),
         input_path=absolute(template.input_path),
         stage_in_files={absolute(k): v for k, v in template.stage_in_files.items()},
+        stage_out_files={k: absolute(v) for k, v in template.stage_out_files.items()},
     )

@@ -43,6 +43,7 @@ from ._labels import (
 from ._leases import UNLEASED, Leases
 from ._model import JobControlAction, JobState
 from ._output import OutputPlan
+from ._stageout import StagePlan, Stager, stage_recovery
 from ._submit import Submitter, launch_from, rename_mark
 from ._sync import Sync
 from ._tasks import Tasks, shielded
@@ -86,9 +87,11 @@ class Runtime:
         )
         self.leases.on_adopted = self._adopted
         self.leases.on_lost = self._lost
+        self.stager = Stager(engine, self.cache, self.tasks, self.publish)
         self.submitter = Submitter(
             engine, self.cache, self.tasks, self.copier, self.publish,
-            session=session, labels=labels, engine_timeout=engine_timeout,
+            stager=None if observer else self.stager, session=session, labels=labels,
+            engine_timeout=engine_timeout,
             owner=None if observer else self.leases.ensure_own,
             owner_live=self.leases.held_elsewhere,
             engine_info=lambda: self.info,
@@ -98,7 +101,7 @@ class Runtime:
             self.sync.request_resync, self.leases.holds,
         )  # fmt: skip
         self.sync.on_resynced = self._resynced
-        self.sync.on_exit = self.exits.job_exited
+        self.sync.on_exit = self._exited
         self.control = Controller(
             engine, self.cache, self.sync, self.submitter, self.launcher, self.publish,
             lambda: time.time_ns() + self._offset_ns(),
@@ -119,6 +122,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Event | None = None
         self._recoveries: dict[str, tuple[OutputPlan, Source]] = {}
+        self._stage_recoveries: dict[str, StagePlan] = {}
         self._live_owners: set[str] = set()
 
     def _offset_ns(self) -> int:
@@ -131,6 +135,11 @@ class Runtime:
         self.timers.rescan()
         if not self.observer:
             self.tasks.spawn(self.leases.adopt_dead)
+
+    def _exited(self, job_id: str) -> None:
+        """A job's exit is known: its output readers and its stage-out go on."""
+        self.exits.job_exited(job_id)
+        self.stager.job_exited(job_id)
 
     def publish(self, result: tuple[Wakeups, list[Change]] | None) -> None:
         """Wake the waiters a cache change concerns, then the launchers it concerns."""
@@ -229,7 +238,10 @@ class Runtime:
         plan = recovery(summary.labels, state, summary.container_id)
         if plan is not None:
             self._recoveries[summary.container_id] = plan
-        return plan is not None
+        stage = stage_recovery(summary.labels, state, summary.container_id)
+        if stage is not None:
+            self._stage_recoveries[summary.container_id] = stage
+        return plan is not None or stage is not None
 
     async def _take_dead_leases(self) -> None:
         """At opening: take over the dead leases whose jobs need output or launching (their
@@ -242,8 +254,11 @@ class Runtime:
         for owner in owners:
             if not await self.leases.take_now(owner):
                 for job in list(self.cache):
-                    if job.owner == owner and job.job_id in self._recoveries:
-                        del self._recoveries[job.job_id]
+                    if job.owner == owner and (
+                        job.job_id in self._recoveries or job.job_id in self._stage_recoveries
+                    ):
+                        self._recoveries.pop(job.job_id, None)
+                        self._stage_recoveries.pop(job.job_id, None)
                         self.publish(self.cache.output_done(job.job_id))
 
     def _adopt(self) -> None:
@@ -252,6 +267,11 @@ class Runtime:
         if self.observer:
             return
         recoveries, self._recoveries = self._recoveries, {}
+        stages, self._stage_recoveries = self._stage_recoveries, {}
+        for job_id, stage in stages.items():
+            self.stager.arm(job_id, stage, mark=False)  # before its end can be published
+            if job_id not in recoveries:
+                self.publish(self.cache.output_done(job_id))
         for job_id, (plan, source) in recoveries.items():
             self.tasks.spawn(self._recover, job_id, plan, source)
         self._launch_arrays(job for job in self.cache if self.leases.holds(job.owner))
@@ -337,6 +357,9 @@ class Runtime:
         details = await self.sync.details(job_id)
         job = self.cache.get(job_id)
         plan = recovery(details.labels, job.state, job_id) if job is not None else None
+        stage = stage_recovery(details.labels, job.state, job_id) if job is not None else None
+        if stage is not None:
+            self.stager.arm(job_id, stage, mark=False)
         if plan is not None:
             self.cache.begin_output(job_id)
             await self._recover(job_id, *plan)
@@ -346,6 +369,7 @@ class Runtime:
         for job in list(self.cache):
             if job.owner == owner:
                 self.copier.cancel(job.job_id)
+                self.stager.cancel(job.job_id)
 
     async def _recover(self, job_id: str, plan: OutputPlan, source: Source) -> None:
         try:

@@ -17,7 +17,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import anyio
@@ -53,6 +53,7 @@ from ._labels import (
 from ._mapping import task_name
 from ._model import JobState, JobTemplate
 from ._output import OutputPlan, absolute_paths, check_input_path, check_stage_in, plan_output
+from ._stageout import StagePlan, Stager, plan_stage_out, refuse_with_rm
 from ._tasks import Tasks, shielded
 from ._template_label import decode_template_label
 from ._waiters import Wakeups
@@ -66,10 +67,12 @@ RETRYABLE = (DrmCommunicationError, EngineError, InternalError)
 
 @dataclass(frozen=True, slots=True)
 class Launch:
-    """What starting a job needs besides its container: where output goes, what stdin reads."""
+    """What starting a job needs besides its container: where output goes, what stdin reads,
+    what is copied out of it at its exit."""
 
     plan: OutputPlan
     input_path: str
+    stage: StagePlan = field(default_factory=StagePlan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,7 @@ class Submitter:
         copier: OutputCopier,
         publish: Callable[[tuple[Wakeups, list[Change]] | None], None],
         *,
+        stager: Stager | None = None,
         session: str,
         labels: Mapping[str, str],
         engine_timeout: float,
@@ -111,6 +115,7 @@ class Submitter:
         self._cache = cache
         self._tasks = tasks
         self._copier = copier
+        self._stager = stager
         self._publish = publish
         self._session = session
         self._labels = dict(labels)
@@ -143,9 +148,16 @@ class Submitter:
                     field: getattr(template, field).replace(INDEX_PLACEHOLDER, str(index))
                     for field in ("output_path", "error_path", "input_path")
                 },
+                stage_out_files={
+                    source: target.replace(INDEX_PLACEHOLDER, str(index))
+                    if isinstance(target, str)
+                    else target
+                    for source, target in template.stage_out_files.items()
+                },
             )
         if template.job_name:
             validate_job_name(template.job_name)
+        refuse_with_rm(template)
         launch = _launch(template, cwd)
         check_stage_in(template, cwd)
         template = absolute_paths(template, cwd)
@@ -334,6 +346,8 @@ class Submitter:
             finally:
                 if source is not None:
                     source.close()
+            if self._stager is not None:
+                self._stager.arm(job_id, launch.stage)
             if may_start is not None and not may_start():
                 raise InvalidStateError(f"job {job_id} is no longer ours to start", job_id=job_id)
             try:
@@ -351,8 +365,10 @@ class Submitter:
             self._publish(self._cache.start_failed(job_id, str(exc)))
             return exc
         finally:
-            # Not started: the copier closes without leaving a file.
+            # Not started: the copier closes without leaving a file, nothing is staged.
             started.set_result(ok)
+            if not ok and self._stager is not None:
+                self._stager.disarm(job_id)
         self._publish(self._cache.mark_started(job_id))
         return None
 
@@ -380,7 +396,7 @@ def _launch(template: JobTemplate, cwd: str) -> Launch:
     """Where a template's output goes and what its stdin reads (checked)."""
     plan = plan_output(template, cwd)
     input_path = check_input_path(template.input_path, cwd) if template.input_path else ""
-    return Launch(plan, input_path)
+    return Launch(plan, input_path, plan_stage_out(template, cwd))
 
 
 async def rename_mark(

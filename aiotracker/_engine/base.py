@@ -197,6 +197,12 @@ class Engine(Protocol):
         back until its newline, up to 16 KiB)."""
         ...
 
+    async def copy_out(self, cid: str, path: str, write: Callable[[bytes], object]) -> None:
+        """The tar archive of ``path`` in the container (a file or a directory, as the engine's
+        ``GET /containers/{id}/archive`` sends it), handed to ``write`` chunk by chunk. A
+        404 whose message does not say "no such container" is a path that does not exist."""
+        ...
+
     async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
         """Attach to stdin, write all of ``source``, then close it (the job sees EOF)."""
         ...

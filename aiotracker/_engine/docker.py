@@ -471,6 +471,20 @@ class DockerEngine:
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
             raise self._failure(exc, "logs") from exc
 
+    async def copy_out(self, cid: str, path: str, write: Callable[[bytes], object]) -> None:
+        try:
+            async with self._stream_client._query(
+                f"containers/{quote(cid)}/archive", params={"path": path},
+                timeout=aiohttp.ClientTimeout(sock_connect=self._timeout, sock_read=self._timeout),
+            ) as resp:  # fmt: skip
+                try:
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        write(chunk)
+                finally:
+                    resp.close()
+        except (DockerError, *_TRANSPORT_ERRORS) as exc:
+            raise self._failure(exc, "archive") from exc
+
     @asynccontextmanager
     async def hold_stdin(self, cid: str) -> AsyncIterator[None]:
         stream = self._hijack(cid, stdin=1, stdout=0, stderr=0, logs=0)

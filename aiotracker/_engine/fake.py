@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import io
 import itertools
 import math
 import re
+import tarfile
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -464,6 +466,36 @@ class FakeEngine:
             and container.status in LIVE and container.id in self._containers
         ):  # fmt: skip
             self._die(container, 0)
+
+    def write_file(self, cid: str, path: str, data: bytes) -> None:
+        """The job writes a file in its container (what ``copy_out`` can read)."""
+        self._resolve(cid).files[path] = data
+
+    async def copy_out(self, cid: str, path: str, write: Callable[[bytes], object]) -> None:
+        """The tar of a file or a directory of the container (``write_file``), in 3 chunks."""
+        gate = await self._enter("copy_out", cid)
+        container = self._resolve(cid)
+        path = path.rstrip("/") or "/"
+        root = path.rsplit("/", 1)[-1]
+        inside = {p: d for p, d in container.files.items() if p.startswith(path + "/")}
+        if path not in container.files and not inside:
+            raise EngineCallError(404, f"Could not find the file {path} in container {cid}")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            entries = {root: container.files[path]} if path in container.files else {
+                f"{root}{p[len(path):]}": d for p, d in sorted(inside.items())
+            }  # fmt: skip
+            for name, data in entries.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        if gate is not None:
+            await gate._pass()
+        body = buffer.getvalue()
+        third = len(body) // 3 + 1
+        for start in range(0, len(body), third):
+            await anyio.lowlevel.checkpoint()
+            write(body[start : start + third])
 
     async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
         """Read all of ``source`` into the container's ``stdin``."""

@@ -110,5 +110,8 @@ class FakeClient:
     async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
         await self._up("feed_stdin").feed_stdin(cid, source)
 
+    async def copy_out(self, cid: str, path: str, write: Callable[[bytes], object]) -> None:
+        await self._up("copy_out").copy_out(cid, path, write)
+
     def hold_stdin(self, cid: str) -> AbstractAsyncContextManager[None]:
         return self._up("hold_stdin").hold_stdin(cid)

@@ -44,6 +44,9 @@ class FakeContainer:
     cpu_ns: int = 0
     refusal: tuple[int, str] | None = None
     pipes: list[Pipe[Frame]] = field(default_factory=list)
+    # Its file system, as far as tests give it one: absolute path -> contents (directories
+    # are the prefixes of the paths).
+    files: dict[str, bytes] = field(default_factory=dict)
 
     def details(self) -> ContainerDetails:
         """What an inspect says now."""

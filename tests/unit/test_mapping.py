@@ -25,7 +25,6 @@ from aiotracker import (
     JobInfo,
     JobState,
     JobTemplate,
-    UnsupportedOperationError,
 )
 from aiotracker._config import (
     ArrayTask,
@@ -462,11 +461,6 @@ def test_invalid_stage_in_files_are_refused(stage_in: dict[str, str], message: s
         config_for(template)
 
 
-def test_stage_out_files_are_refused() -> None:
-    """stage_out_files is not honoured yet and is refused, not ignored."""
-    template = JobTemplate(job_category="busybox", stage_out_files={"/out": "out"})
-    with pytest.raises(UnsupportedOperationError, match="stage_out_files: not supported yet"):
-        config_for(template)
 
 
 def test_input_path_opens_stdin_once() -> None:

@@ -113,7 +113,6 @@ def test_bad_resource_limits_are_invalid(limits: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "fields",
     [
-        {"stage_out_files": {"/out": "/tmp/out"}},
         {"email": ["a@example.com"]},
         {"email_on_terminated": True},
         {"reservation_id": "r1"},
