@@ -17,6 +17,7 @@ from ._exceptions import (
     DrmCommunicationError,
     EngineError,
     ImageNotFoundError,
+    ImagePullError,
     InternalError,
     InvalidArgumentError,
     InvalidSessionError,
@@ -33,6 +34,7 @@ from ._exceptions import (
 from ._jobs import ArrayJob, Job
 from ._model import JobControlAction, JobInfo, JobState, JobTemplate, Machine, StateChange
 from ._monitoring import JobView, MonitoringSession
+from ._pull import PullProgress
 from ._session import JobSession, destroy_job_session, list_job_sessions
 from ._tracker import DockerTracker, TrackerStatistics
 
@@ -54,11 +56,13 @@ __all__ = [
     "JobState",
     "JobTemplate",
     "Machine",
+    "PullProgress",
     "StateChange",
     # exceptions
     "DrmCommunicationError",
     "EngineError",
     "ImageNotFoundError",
+    "ImagePullError",
     "InternalError",
     "JobNameInUseError",
     "InvalidArgumentError",

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from ._checks import unix_ns
 from ._engine.base import EngineInfo
@@ -201,8 +201,22 @@ _USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-
 
 KNOWN_EXTENSIONS = frozenset(
     {"user", "exposedPorts", "entrypoint", "net", "privileged", "restart", "ipc", "uts", "pid",
-     "rm", "gpus", "gpu-devices", "shm-size", "ulimit", "log-max-size", "log-max-file"}
+     "rm", "gpus", "gpu-devices", "shm-size", "ulimit", "log-max-size", "log-max-file", "pull"}
 )  # fmt: skip
+
+# The ``pull`` extension: when the tracker pulls a job's image before creating it.
+PullPolicy = Literal["never", "missing", "always"]
+POLICIES: tuple[PullPolicy, ...] = ("never", "missing", "always")
+
+
+def pull_policy(extensions: Mapping[str, object]) -> PullPolicy:
+    """The ``pull`` extension's value (``never`` when absent); ``InvalidArgumentError`` if
+    it is none of the three."""
+    value = extensions.get("pull", "never")
+    for policy in POLICIES:
+        if value == policy:
+            return policy
+    raise InvalidArgumentError(f"extension 'pull' must be never, missing or always, got {value!r}")
 
 
 def _apply_extensions(
@@ -247,6 +261,8 @@ def _apply_extensions(
             host["RestartPolicy"] = {"Name": policy, "MaximumRetryCount": int(retries or 0)}
         elif name == "rm":
             host["AutoRemove"] = _parse_bool(name, value)
+        elif name == "pull":
+            pull_policy(extensions)  # the submitter's business: nothing in the config
         elif name == "gpus":
             # str.isdigit() would let "²" through to int(); only ASCII digits are a count.
             if value == "all":

@@ -17,6 +17,7 @@ from ._exceptions import (
     DrmCommunicationError,
     EngineError,
     ImageNotFoundError,
+    ImagePullError,
     InternalError,
     InvalidArgumentError,
     InvalidStateError,
@@ -64,6 +65,8 @@ def translate(
         return InternalError(f"{op}: {exc!r}", job_id=job_id)
     status, message = exc.status, exc.message
     lowered = message.lower()
+    if op == "pull":
+        return _pull_error(status, message, image)
     if status == 404:
         if op == "archive" and "no such container" not in lowered:
             # The container is there, the path in it is not.
@@ -95,6 +98,27 @@ def translate(
             )
         return EngineError(f"{op}: the engine failed ({status}): {message}", job_id=job_id)
     return InternalError(f"{op}: engine answered {status}: {message}", job_id=job_id)
+
+
+# What registries (through the engine) say when they refuse credentials, and when they have
+# no such image (Docker 20.10 and distribution's wording; Podman's too).
+_AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials",
+               "denied", "incorrect username or password", "authentication failed")  # fmt: skip
+_MISSING_WORDS = ("manifest unknown", "not found", "does not exist", "no such image",
+                  "name unknown")  # fmt: skip
+
+
+def _pull_error(status: int, message: str, image: str) -> TrackerError:
+    lowered = message.lower()
+    if status in (401, 403) or any(w in lowered for w in _AUTH_WORDS):
+        # Docker Hub answers "pull access denied ..., repository does not exist or may
+        # require 'docker login'" for both: the registry will not say which.
+        return ImagePullError(f"pull of {image!r} refused: {message}", image=image)
+    if status == 404 or any(w in lowered for w in _MISSING_WORDS):
+        return ImageNotFoundError(f"image {image!r} not found: {message}", image=image)
+    if status == 400:
+        return InvalidArgumentError(f"pull of {image!r}: {message}")
+    return EngineError(f"pull of {image!r} failed ({status}): {message}")
 
 
 @contextmanager

@@ -6,7 +6,8 @@
     ├── InvalidArgumentError (ValueError)
     │   ├── JobNameInUseError
     │   ├── JobNotFoundError
-    │   └── ImageNotFoundError
+    │   ├── ImageNotFoundError
+    │   └── ImagePullError
     ├── InvalidStateError
     │   └── TrackerClosedError
     │       └── InvalidSessionError
@@ -60,7 +61,20 @@ class JobNotFoundError(InvalidArgumentError):
 
 
 class ImageNotFoundError(InvalidArgumentError):
-    """The job category names an image that is not present on the engine (nothing is pulled)."""
+    """The job category names an image that is not present on the engine (with the ``pull``
+    extension ``never``, the default) or that its registry does not have."""
+
+    image: str
+
+    def __init__(self, message: str, *, image: str, job_id: str | None = None) -> None:
+        super().__init__(message, job_id=job_id)
+        self.image = image
+
+
+class ImagePullError(InvalidArgumentError):
+    """The registry refused to give the image: credentials missing, wrong or not allowed
+    to read it (the message is the registry's). A registry that does not answer is an
+    ``EngineError``; an image it does not have, ``ImageNotFoundError``."""
 
     image: str
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 import anyio
@@ -43,6 +43,7 @@ from ._labels import (
 from ._leases import UNLEASED, Leases
 from ._model import JobControlAction, JobState
 from ._output import OutputPlan
+from ._pull import Puller, PullProgress
 from ._stageout import StagePlan, Stager, stage_recovery
 from ._submit import Submitter, launch_from, rename_mark
 from ._sync import Sync
@@ -66,6 +67,7 @@ class Runtime:
         labels: dict[str, str],
         max_inspects: int,
         observer: bool = False,
+        on_pull: Callable[[PullProgress], None] | None = None,
     ) -> None:
         self.engine = engine
         self.observer = observer  # never starts, launches or writes output
@@ -88,10 +90,11 @@ class Runtime:
         self.leases.on_adopted = self._adopted
         self.leases.on_lost = self._lost
         self.stager = Stager(engine, self.cache, self.tasks, self.publish)
+        self.puller = Puller(engine, self.tasks, on_pull)
         self.submitter = Submitter(
             engine, self.cache, self.tasks, self.copier, self.publish,
-            stager=None if observer else self.stager, session=session, labels=labels,
-            engine_timeout=engine_timeout,
+            stager=None if observer else self.stager, puller=self.puller, session=session,
+            labels=labels, engine_timeout=engine_timeout,
             owner=None if observer else self.leases.ensure_own,
             owner_live=self.leases.held_elsewhere,
             engine_info=lambda: self.info,

@@ -24,7 +24,7 @@ import anyio
 import anyio.lowlevel
 
 from ._cache import Change, StateCache
-from ._config import ArrayTask, create_config
+from ._config import ArrayTask, PullPolicy, create_config, pull_policy
 from ._copier import OutputCopier
 from ._engine.base import ContainerDetails, Engine, EngineInfo
 from ._errors import engine_errors
@@ -53,6 +53,7 @@ from ._labels import (
 from ._mapping import task_name
 from ._model import JobState, JobTemplate
 from ._output import OutputPlan, absolute_paths, check_input_path, check_stage_in, plan_output
+from ._pull import Puller
 from ._stageout import StagePlan, Stager, plan_stage_out, refuse_with_rm
 from ._tasks import Tasks, shielded
 from ._template_label import decode_template_label
@@ -84,6 +85,7 @@ class Prepared:
     launch: Launch
     hold: bool
     start_at_ns: int = 0  # DRMAA2's start_time (Unix ns): the tracker's timer starts it
+    pull: PullPolicy = "never"  # the pull extension: whether the image is pulled first
 
     def waits(self) -> bool:
         """Held, or with a start time: made now, not started here (a timed job is started by
@@ -103,6 +105,7 @@ class Submitter:
         publish: Callable[[tuple[Wakeups, list[Change]] | None], None],
         *,
         stager: Stager | None = None,
+        puller: Puller | None = None,
         session: str,
         labels: Mapping[str, str],
         engine_timeout: float,
@@ -116,6 +119,7 @@ class Submitter:
         self._tasks = tasks
         self._copier = copier
         self._stager = stager
+        self._puller = puller
         self._publish = publish
         self._session = session
         self._labels = dict(labels)
@@ -179,7 +183,8 @@ class Submitter:
         if template.submit_as_hold:
             name += HELD_SUFFIX
         start_at = int(config["Labels"].get(START_AT_LABEL, 0))
-        return Prepared(config, name, launch, template.submit_as_hold, start_at)
+        policy = pull_policy(template.extensions)
+        return Prepared(config, name, launch, template.submit_as_hold, start_at, policy)
 
     async def submit(self, job: Prepared) -> str:
         """Create and (unless held) start one job. On a failure or a cancellation before the
@@ -210,6 +215,7 @@ class Submitter:
             self._publish(self._cache.settle(details))
             await self._finish_existing(job_id, job, details)
             return job_id
+        await self._pull(job)
         job_id, existed = await self.create(job.config, job.name)
         if existed:
             await self._finish_existing(job_id, job)
@@ -256,6 +262,7 @@ class Submitter:
         if found is not None:  # a retry with the same key: the array exists
             self._publish(self._cache.settle(await self._names.inspect(found.container_id)))
             return self._names.array_of(found.container_id)
+        await self._pull(prepared[0])
         try:
             for job in prepared:
                 job_id, existed = await self.create(job.config, job.name)
@@ -266,6 +273,12 @@ class Submitter:
             await self.discard(*reversed(made))
             raise
         return made
+
+    async def _pull(self, job: Prepared) -> None:
+        """The job's image, pulled first if its ``pull`` extension asks (shared with every
+        submission of the same image under way)."""
+        if self._puller is not None:
+            await self._puller.ensure(job.config["Image"], job.pull)
 
     async def create(self, config: dict[str, Any], name: str) -> tuple[str, bool]:
         """Create a job's container; the caller removes it if anything after this fails.

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
@@ -49,6 +49,7 @@ from ._exceptions import (
 from ._labels import TEMPLATE_LABEL
 from ._mapping import job_info_from_details, task_indexes, tracker_view
 from ._model import JobControlAction, JobInfo, JobState, JobTemplate, StateChange
+from ._pull import PullProgress
 from ._runtime import Runtime
 from ._streams import Stream
 from ._template_label import decode_template_label
@@ -98,6 +99,9 @@ class DockerTracker:
             the engine may stay away before pending waits fail with ``DrmCommunicationError``
             (the tracker keeps reconnecting).
         labels: Extra labels put on every container this tracker makes.
+        on_pull: Called with each step of an image pull (``PullProgress``; the ``pull``
+            extension makes the tracker pull a job's image before creating it). Called on the
+            event loop; an exception it raises is logged and ignored.
         engine: An engine object instead of ``docker_url`` (tests pass aiotracker's fake).
     """
 
@@ -111,6 +115,7 @@ class DockerTracker:
         labels: dict[str, str] | None = None,
         max_inspects: int = 16,
         role: Literal["worker", "observer"] = "worker",
+        on_pull: Callable[[PullProgress], None] | None = None,
         engine: Engine | None = None,
     ) -> None:
         if not isinstance(job_session, str) or not job_session or "\x00" in job_session:
@@ -129,7 +134,7 @@ class DockerTracker:
         self.role = role
         self._rt = Runtime(
             engine, job_session, engine_timeout=engine_timeout, labels=dict(labels or {}),
-            max_inspects=max_inspects, observer=role == "observer",
+            max_inspects=max_inspects, observer=role == "observer", on_pull=on_pull,
         )  # fmt: skip
         self._cache = self._rt.cache
         self._sync = self._rt.sync
@@ -212,7 +217,9 @@ class DockerTracker:
         Raises ``InvalidArgumentError`` for a bad template (nothing is created),
         ``UnsupportedOperationError`` for an attribute aiotracker does not honour
         (``docs/template.md``),
-        ``ImageNotFoundError`` if the image is not present (nothing is pulled),
+        ``ImageNotFoundError`` if the image is not present (with the ``pull`` extension:
+        if its registry does not have it), ``ImagePullError`` if the registry refuses the
+        credentials (``docs/template.md``, "Images"),
         ``JobNameInUseError`` if a job of this session has the job name,
         ``InvalidArgumentError`` if the job's command cannot start and ``EngineError`` if the
         engine fails to start it (the container is removed either way). With

@@ -168,6 +168,18 @@ class Engine(Protocol):
 
     async def image_tags(self) -> list[str]: ...
 
+    async def image_present(self, image: str) -> bool:
+        """Whether the engine has the image (by reference or id)."""
+        ...
+
+    async def pull(
+        self, image: str, auth: str | None, progress: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        """Pull an image (its tag, ``latest`` if none), ``auth`` as the X-Registry-Auth
+        header; ``progress`` gets each of the engine's progress messages. An error the engine
+        reports inside its stream is an ``EngineCallError`` too."""
+        ...
+
     async def stream_events(
         self,
         labels: Sequence[str],

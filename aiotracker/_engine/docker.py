@@ -125,6 +125,32 @@ def _event(raw: Mapping[str, Any]) -> ContainerEvent | None:
     return ContainerEvent(cid, action, time_ns, dict(actor.get("Attributes") or {}))
 
 
+def pull_reference(image: str) -> tuple[str, str]:
+    """``(fromImage, tag)`` for ``POST /images/create``: the tag (or digest) apart, ``latest``
+    when the reference has none (an empty tag would pull every tag of the repository)."""
+    name, at, digest = image.partition("@")
+    if at:
+        return name, digest
+    head, _, last = name.rpartition("/")
+    if ":" in last:
+        repo, _, tag = last.partition(":")
+        return f"{head}/{repo}" if head else repo, tag
+    return name, "latest"
+
+
+def _pull_line(raw: Any, progress: Callable[[Mapping[str, Any]], None]) -> None:
+    """One line of a pull's progress stream; an error in it (the engine had answered 200
+    before the registry failed) is the call's failure."""
+    if not isinstance(raw, dict):
+        return
+    if raw.get("error") or raw.get("errorDetail"):
+        detail = raw.get("errorDetail") if isinstance(raw.get("errorDetail"), dict) else {}
+        message = str(raw.get("error") or (detail or {}).get("message") or "pull failed")
+        code = (detail or {}).get("code")
+        raise EngineCallError(code if isinstance(code, int) and code >= 400 else 500, message)
+    progress(raw)
+
+
 def _failure(exc: BaseException, what: str) -> Exception:
     if isinstance(exc, DockerError):
         if exc.status == 900:  # aiodocker's own "cannot connect"
@@ -371,6 +397,43 @@ class DockerEngine:
         if self.product == "podman":  # Podman lists local images as localhost/<name>
             tags = {t.removeprefix("localhost/") for t in tags}
         return sorted(tags)
+
+    async def image_present(self, image: str) -> bool:
+        try:
+            await self._json("image", f"images/{quote(image, safe='/:@')}/json")
+        except EngineCallError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def pull(
+        self, image: str, auth: str | None, progress: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        from_image, tag = pull_reference(image)
+        headers = {"X-Registry-Auth": auth} if auth else None
+        timeout = aiohttp.ClientTimeout(sock_connect=self._timeout, sock_read=self._timeout)
+        try:
+            async with self._stream_client._query(
+                "images/create", method="POST", params={"fromImage": from_image, "tag": tag},
+                headers=headers, timeout=timeout,
+            ) as resp:  # fmt: skip
+                try:
+                    buffer = b""
+                    async for chunk in resp.content.iter_any():
+                        buffer += chunk
+                        *lines, buffer = buffer.split(b"\n")
+                        for line in lines:
+                            if line.strip():
+                                _pull_line(json.loads(line), progress)
+                    if buffer.strip():
+                        _pull_line(json.loads(buffer), progress)
+                finally:
+                    resp.close()
+        except (DockerError, *_TRANSPORT_ERRORS) as exc:
+            raise self._failure(exc, "pull") from exc
+        except ValueError as exc:
+            raise EngineConnectionError(f"pull: the engine sent garbage: {exc}") from exc
 
     # -- events ------------------------------------------------------------------------
 

@@ -104,6 +104,8 @@ class FakeEngine:
         self._ring: deque[ContainerEvent] = deque(maxlen=RING_SIZE)
         self._subs: list[_Sub] = []
         self._faults = Faults()
+        # The fake registry's images: image -> the X-Registry-Auth its pull needs (None: any).
+        self.registry: dict[str, str | None] = {}
         self._serial = 0
 
     @property
@@ -364,6 +366,31 @@ class FakeEngine:
     def image_tags(self) -> list[str]:
         """The image tags present."""
         return sorted(self.images)
+
+    @_api("image_present")
+    def image_present(self, image: str) -> bool:
+        return _image_key(image) in {_image_key(i) for i in self.images}
+
+    async def pull(
+        self, image: str, auth: str | None, progress: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        """Pull from the fake registry (``registry``: image -> the X-Registry-Auth it wants,
+        or None for anyone): a progress message per step, then the image is present."""
+        gate = await self._enter("pull", image)
+        key = _image_key(image)
+        if key not in self.registry:
+            raise EngineCallError(404, f"manifest for {key} not found: manifest unknown")
+        wanted = self.registry[key]
+        if wanted is not None and auth != wanted:
+            raise EngineCallError(500, f"Head {key}: no basic auth credentials")
+        if gate is not None:
+            await gate._pass()
+        for status, current in (("Pulling fs layer", 0), ("Downloading", 512),
+                                ("Pull complete", 1024)):  # fmt: skip
+            await anyio.lowlevel.checkpoint()
+            progress({"status": status, "id": "layer1",
+                      "progressDetail": {"current": current, "total": 1024}})  # fmt: skip
+        self.images.add(key)
 
     async def stream_events(
         self,

@@ -85,6 +85,14 @@ class FakeClient:
     async def remove(self, cid: str, *, force: bool = False) -> None:
         await self._up("remove").remove(cid, force=force)
 
+    async def image_present(self, image: str) -> bool:
+        return await self._up("image_present").image_present(image)
+
+    async def pull(
+        self, image: str, auth: str | None, progress: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        await self._up("pull").pull(image, auth, progress)
+
     async def image_tags(self) -> list[str]:
         return await self._up("image_tags").image_tags()
 

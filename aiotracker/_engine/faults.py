@@ -19,7 +19,8 @@ T = TypeVar("T")
 OPS = frozenset(
     {"info", "create", "start", "inspect", "list_containers", "kill", "pause", "unpause",
      "rename", "disable_restart", "remove", "image_tags", "stream_events", "attach_output",
-     "read_logs", "feed_stdin", "hold_stdin", "cpu_usage_ns", "copy_out"}
+     "read_logs", "feed_stdin", "hold_stdin", "cpu_usage_ns", "copy_out",
+     "image_present", "pull"}
 )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ Make = Callable[..., JobTemplate]
 # Every byte value, then 1 MiB of /dev/urandom: the file's digest is printed by the job.
 WRITE = (
     "mkdir -p /out/dir/sub && "
-    "i=0; while [ $i -lt 256 ]; do printf \"\\\\$(printf %o $i)\"; i=$((i+1)); done > /out/all && "
+    'i=0; while [ $i -lt 256 ]; do printf "\\\\$(printf %o $i)"; i=$((i+1)); done > /out/all && '
     "head -c 1048576 /dev/urandom > /out/dir/sub/random && echo hi > /out/dir/top && "
     "sha256sum /out/all /out/dir/sub/random"
 )

@@ -461,8 +461,6 @@ def test_invalid_stage_in_files_are_refused(stage_in: dict[str, str], message: s
         config_for(template)
 
 
-
-
 def test_input_path_opens_stdin_once() -> None:
     """An input path asks for an open stdin that closes after the first attach."""
     config = config_for(JobTemplate(job_category="busybox", input_path="/tmp/in"))
