@@ -29,6 +29,9 @@ START_TIMEOUT="${AIOTRACKER_PODMAN_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${AIOTRACKER_PODMAN_STOP_TIMEOUT:-30}"
 CONF=/etc/containers/containers.conf
 CNI_DIR=/etc/containers/cni-loopback
+REGISTRY_DROP_IN=/etc/containers/registries.conf.d/50-aiotracker-test-registry.conf
+# The service's working directory (Podman writes files into it).
+RUN_DIR="${AIOTRACKER_PODMAN_RUN_DIR:-/var/lib/aiotracker/podman-run}"
 
 say() { printf 'podman-engine: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -101,6 +104,15 @@ EOF
     write_file "$CNI_DIR/podman.conflist" <<'EOF'
 {"cniVersion":"0.4.0","name":"podman","plugins":[{"type":"loopback"}]}
 EOF
+    # Read once, when the service starts (Podman caches its registries configuration).
+    write_file "$REGISTRY_DROP_IN" <<'EOF'
+# Written by aiotracker scripts/podman-engine.sh: the tests' registry
+# (tests/integration/_registry.py) listens on 127.0.0.1:5000 inside the service's own network
+# namespace and speaks plain HTTP.
+[[registry]]
+location = "127.0.0.1:5000"
+insecure = true
+EOF
 }
 
 start_engine() {
@@ -128,8 +140,11 @@ start_engine() {
         say "starting podman system service on $SOCKET (own network namespace, log: $LOG)"
         # setsid: own session, out of this shell's process group; the shell writes its pid and
         # execs unshare, which execs podman: the pid file holds the service's own pid.
-        PIDFILE="$PIDFILE" SOCKET="$SOCKET" setsid sh -c \
-            'echo $$ >"$PIDFILE"; exec unshare --net podman system service --time=0 "unix://$SOCKET"' \
+        # Its working directory is a directory of its own: Podman 4.3's OOM handling leaves an
+        # empty file named "oom" in the service's working directory (seen in the checkout).
+        mkdir -p "$RUN_DIR"
+        PIDFILE="$PIDFILE" SOCKET="$SOCKET" RUN_DIR="$RUN_DIR" setsid sh -c \
+            'cd "$RUN_DIR" && echo $$ >"$PIDFILE" && exec unshare --net podman system service --time=0 "unix://$SOCKET"' \
             >>"$LOG" 2>&1 </dev/null &
         local deadline_pid=$((SECONDS + 10))
         until pid="$(service_pid)"; do
