@@ -81,6 +81,9 @@ class Job:
     deadline_ns: int = 0
     wallclock_ns: int = 0
     started_ns: int = 0
+    # Its place in the launcher's queue (labels): DRMAA2's priority, its submission time.
+    priority: int = 0
+    order_ns: int = 0
     # The tracker refused to start it (its own reason): it stays FAILED whatever a created
     # container's inspect says.
     refused: bool = False
@@ -206,6 +209,7 @@ class StateCache:
                 job.auto_remove, job.die_is_final = meta.auto_remove, meta.die_is_final
                 job.start_at_ns, job.deadline_ns = meta.start_at_ns, meta.deadline_ns
                 job.wallclock_ns = meta.wallclock_ns
+                job.priority, job.order_ns = meta.priority, meta.submitted_ns
             self._jobs[job_id] = job
             if job.array_id is not None:
                 self._arrays.setdefault(job.array_id, {})[job_id] = job

@@ -27,6 +27,7 @@ from ._labels import (
     DEADLINE_LABEL,
     LABEL_FORMAT_VERSION,
     MANAGED_LABEL,
+    PRIORITY_LABEL,
     RESTART_LABEL,
     SESSION_LABEL,
     START_AT_LABEL,
@@ -316,14 +317,12 @@ def refuse_unsupported(template: JobTemplate, *, array: bool) -> None:
     """``UnsupportedOperationError`` for an attribute set that aiotracker would not honour.
 
     Kept and honoured elsewhere: ``rerunnable`` and ``accounting_id`` (recorded, shown in
-    ``JobInfo.extensions``; aiotracker never reruns a job by itself), ``priority`` of a single
-    job (it starts at once: there is nothing to order).
+    ``JobInfo.extensions``; aiotracker never reruns a job by itself); ``priority`` orders the
+    launcher's queue (``max_running``).
     """
     refused = [
         ("start_time of an array job", array and template.start_time is not None,
          "not supported yet: its tasks start in index order as the launcher goes"),
-        ("priority of an array job", array and template.priority != 0,
-         "not supported yet: tasks start in index order, arrays side by side"),
         ("email", bool(template.email) or template.email_on_started
          or template.email_on_terminated, "aiotracker sends no mail"),
         ("reservation_id", bool(template.reservation_id), "Docker has no reservations"),
@@ -497,6 +496,8 @@ def create_config(
     _apply_extensions(template.extensions, config, host)
     apply_resources(template, host, engine)
     all_labels.update(timer_labels(template))
+    if template.priority:
+        all_labels[PRIORITY_LABEL] = str(template.priority)
     if host.get("AutoRemove"):
         all_labels[AUTO_REMOVE_LABEL] = "1"
     policy = host.get("RestartPolicy", {}).get("Name", "no")

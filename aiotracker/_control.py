@@ -12,12 +12,12 @@ import contextlib
 import time
 from collections.abc import Callable, Collection
 
-from ._arrays import ArrayLauncher
 from ._cache import ACTIVE, Change, StateCache
 from ._engine.base import Engine
 from ._errors import engine_errors
 from ._exceptions import InvalidStateError, JobNotFoundError, TrackerError
 from ._labels import HELD_SUFFIX, TERMINATED_SUFFIX
+from ._launcher import Launcher
 from ._model import JobControlAction, JobState
 from ._submit import Submitter, rename_mark
 from ._sync import Sync
@@ -46,7 +46,7 @@ class Controller:
         cache: StateCache,
         sync: Sync,
         submitter: Submitter,
-        launcher: ArrayLauncher,
+        launcher: Launcher,
         publish: Callable[[tuple[Wakeups, list[Change]] | None], None],
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -59,12 +59,12 @@ class Controller:
         self._publish = publish
 
     async def control(self, job_id: str, act: JobControlAction) -> None:
-        """Take the array's lock (not for suspend) and act."""
+        """Take the launcher's lock for the job (not for suspend) and act."""
         job = self._cache.require(job_id)
-        if act is JobControlAction.SUSPEND or job.array_id is None:
+        if act is JobControlAction.SUSPEND:
             await self.act(job_id, act)
             return
-        async with self._launcher.lock(job.array_id):
+        async with self._launcher.lock(job.array_id, job_id):
             await self.act(job_id, act)
 
     async def act(self, job_id: str, act: JobControlAction) -> None:
@@ -162,6 +162,15 @@ class Controller:
                 self._launcher.wake_all()
             return
         if job.ever_started:
+            return
+        if self._launcher.bounded:
+            # It waits for its turn in the launcher's queue (max_running): unmarked first; a
+            # tracker that takes it over queues (or starts) it if we stop in between.
+            if state is JobState.QUEUED_HELD:
+                sent = self._cache.control_seq(job_id)
+                await rename_mark(self._engine, job_id, "")
+                self._confirmed(job_id, JobState.QUEUED, "rename", sent)
+            self._submitter.queue(job_id, None)
             return
         launch = await self._submitter.launch_of(job_id)
         reason = await self._submitter.start(job_id, launch)

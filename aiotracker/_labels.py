@@ -43,6 +43,10 @@ KEY_LABEL = "aiotracker.key"
 START_AT_LABEL = "aiotracker.start_at"
 DEADLINE_LABEL = "aiotracker.deadline"
 WALLCLOCK_LABEL = "aiotracker.wallclock"
+# The launcher's order (``max_running``): DRMAA2's priority (when not 0), and when the job was
+# submitted (Unix ns; an array's tasks share their array's).
+PRIORITY_LABEL = "aiotracker.priority"
+SUBMITTED_LABEL = "aiotracker.submitted"
 LABEL_FORMAT_VERSION = "1"
 
 HELD_SUFFIX = ".aiotracker-held"
@@ -133,6 +137,8 @@ class JobMeta:
     start_at_ns: int = 0  # the tracker's timers (0: none)
     deadline_ns: int = 0
     wallclock_ns: int = 0
+    priority: int = 0
+    submitted_ns: int = 0
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, str]) -> JobMeta:
@@ -148,6 +154,8 @@ class JobMeta:
             start_at_ns=_int(labels.get(START_AT_LABEL)),
             deadline_ns=_int(labels.get(DEADLINE_LABEL)),
             wallclock_ns=_int(labels.get(WALLCLOCK_LABEL)),
+            priority=_int(labels.get(PRIORITY_LABEL)),
+            submitted_ns=_int(labels.get(SUBMITTED_LABEL)),
         )
 
 

@@ -18,7 +18,6 @@ from datetime import timedelta
 
 import anyio
 
-from ._arrays import ArrayLauncher
 from ._cache import ACTIVE, TERMINAL, Change, Job, StateCache
 from ._changes import ChangeFeed
 from ._checks import clock_offset, utcnow
@@ -40,12 +39,13 @@ from ._labels import (
     TERMINATED_SUFFIX,
     WALLCLOCK_SUFFIX,
 )
+from ._launcher import Launcher, startable
 from ._leases import UNLEASED, Leases
 from ._model import JobControlAction, JobState
 from ._output import OutputPlan
 from ._pull import Puller, PullProgress
 from ._stageout import StagePlan, Stager, stage_recovery
-from ._submit import Submitter, launch_from, rename_mark
+from ._submit import Launch, Submitter, launch_from, rename_mark
 from ._sync import Sync
 from ._tasks import Tasks, shielded
 from ._timers import TimerActions, Timers
@@ -68,6 +68,7 @@ class Runtime:
         max_inspects: int,
         observer: bool = False,
         on_pull: Callable[[PullProgress], None] | None = None,
+        max_running: int = 0,
     ) -> None:
         self.engine = engine
         self.observer = observer  # never starts, launches or writes output
@@ -99,10 +100,11 @@ class Runtime:
             owner_live=self.leases.held_elsewhere,
             engine_info=lambda: self.info,
         )  # fmt: skip
-        self.launcher = ArrayLauncher(
+        self.launcher = Launcher(
             engine, self.cache, self.submitter, self.tasks, self.publish,
-            self.sync.request_resync, self.leases.holds,
+            self.sync.request_resync, self.leases.holds, max_running=max_running,
         )  # fmt: skip
+        self.submitter.queue = self._queue
         self.sync.on_resynced = self._resynced
         self.sync.on_exit = self._exited
         self.control = Controller(
@@ -138,6 +140,14 @@ class Runtime:
         self.timers.rescan()
         if not self.observer:
             self.tasks.spawn(self.leases.adopt_dead)
+
+    def _queue(self, job_id: str, launch: Launch | None) -> bool:
+        """With ``max_running``: the job waits for its turn in the launcher's queue (True);
+        without, the caller starts it (False)."""
+        job = self.cache.get(job_id)
+        if job is None:
+            return self.launcher.bounded
+        return self.launcher.queue(job_id, launch, lambda: self._acts_for(job))
 
     def _exited(self, job_id: str) -> None:
         """A job's exit is known: its output readers and its stage-out go on."""
@@ -277,7 +287,10 @@ class Runtime:
                 self.publish(self.cache.output_done(job_id))
         for job_id, (plan, source) in recoveries.items():
             self.tasks.spawn(self._recover, job_id, plan, source)
-        self._launch_arrays(job for job in self.cache if self.leases.holds(job.owner))
+        ours = [job for job in self.cache if self.leases.holds(job.owner)]
+        self.launcher.adopt_running(ours)
+        self._launch_arrays(ours)
+        self._start_queued(ours)
 
     def _launch_arrays(self, jobs: Iterable[Job]) -> None:
         """A launcher for each unfinished array these jobs are tasks of."""
@@ -288,21 +301,34 @@ class Runtime:
     def _adopted(self, owner: str) -> None:
         """We took ``owner``'s lease over: its arrays and its jobs' output are ours now."""
         jobs = [job for job in self.cache if job.owner == owner]
+        self.launcher.adopt_running(jobs)
         self._launch_arrays(jobs)
+        self._start_queued(jobs)
         for job in jobs:
-            if job.array_id is None and job.state is JobState.QUEUED and not job.ever_started:
-                if not job.start_at_ns:  # a timed job is started by its timer alone
-                    self.tasks.spawn(self._start_cut_short, job.job_id)
-            else:
+            if not (job.array_id is None and startable(job)):
                 self.tasks.spawn(self._take_output, job.job_id)
         self.timers.rescan()
+
+    def _start_queued(self, jobs: Iterable[Job]) -> None:
+        """Single jobs of a lease we took over that were made but never started (their
+        submitter stopped in between, or they waited in its launcher's queue): queued all at
+        once (``max_running``: the launcher ranks them all), else started. A timed job is
+        its timer's; one made with no lease is nobody's to take over."""
+        for job in jobs:
+            if (
+                job.array_id is None and startable(job) and not job.start_at_ns and job.owner
+                and not self._queue(job.job_id, None)
+            ):  # fmt: skip
+                self.tasks.spawn(self._start_cut_short, job.job_id)
 
     async def _start_cut_short(self, job_id: str) -> None:
         """A job its submitter created but never started (it died in between): we start it,
         as the submitter would have (a retry with its key returns it)."""
         details = await self.sync.details(job_id)
         if details.status == "created" and not details.error:
-            await self.submitter.start(job_id, launch_from(details))
+            launch = launch_from(details)
+            if not self._queue(job_id, launch):
+                await self.submitter.start(job_id, launch)
 
     # -- the timers' actions -----------------------------------------------------------
 
@@ -329,6 +355,8 @@ class Runtime:
 
     async def _timed_start(self, job_id: str) -> TrackerError | None:
         job = self.cache.require(job_id)
+        if self._queue(job_id, None):
+            return None  # its turn comes in the launcher's queue (max_running)
         launch = await self.submitter.launch_of(job_id)
         return await self.submitter.start(
             job_id, launch,

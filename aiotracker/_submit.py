@@ -15,6 +15,7 @@ import contextlib
 import getpass
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from ._labels import (
     KEY_LABEL,
     OWNER_LABEL,
     START_AT_LABEL,
+    SUBMITTED_LABEL,
     TEMPLATE_LABEL,
     base_name,
     container_name,
@@ -130,11 +132,15 @@ class Submitter:
         self._owner_live = owner_live
         self._inflight: dict[str, asyncio.Future[str]] = {}  # container name -> its submission
         self.unowned: set[str] = set()  # jobs made here with no lease (a transient failure)
+        # Queue a created job for the launcher instead of starting it (``max_running``): True
+        # if it did (set by the runtime, which knows who may start it).
+        self.queue: Callable[[str, Launch | None], bool] = lambda job_id, launch: False
         self._names = ExistingJobs(engine, cache, publish, session=session, timeout=engine_timeout)
 
     def prepare(
-        self, template: JobTemplate, array_task: ArrayTask | None = None, key: str | None = None
-    ) -> Prepared:
+        self, template: JobTemplate, array_task: ArrayTask | None = None, key: str | None = None,
+        *, submitted_ns: int | None = None,
+    ) -> Prepared:  # fmt: skip
         """Everything checked and computed before a container is made (no engine call).
 
         The container's name is unique to the job within the engine: from the job name and
@@ -166,6 +172,7 @@ class Submitter:
         check_stage_in(template, cwd)
         template = absolute_paths(template, cwd)
         labels = dict(self._labels)
+        labels[SUBMITTED_LABEL] = str(submitted_ns if submitted_ns is not None else time.time_ns())
         if key is not None:
             labels[KEY_LABEL] = key
         config = create_config(
@@ -221,7 +228,9 @@ class Submitter:
             await self._finish_existing(job_id, job)
             return job_id
         try:
-            reason = None if job.waits() else await self.start(job_id, job.launch)
+            reason = None
+            if not job.waits() and not self.queue(job_id, job.launch):
+                reason = await self.start(job_id, job.launch)
         except BaseException:
             if not self._started(job_id):
                 await self.discard(job_id)
@@ -247,7 +256,7 @@ class Submitter:
         owner = details.labels.get(OWNER_LABEL)
         if owner is not None and self._owner_live is not None and await self._owner_live(owner):
             return  # its submitter (another tracker, alive) starts it
-        if details.status == "created" and not details.error:
+        if details.status == "created" and not details.error and not self.queue(job_id, job.launch):
             reason = await self.start(job_id, job.launch)
             if reason is not None:
                 raise reason

@@ -2,7 +2,7 @@
 
 Its parts, each in its own module: the event feed (``_feed``), the sync of the cache with the
 engine (``_sync``), submission (``_submit``), the output copier (``_copier``), the array
-launcher (``_arrays``), job control (``_control``), the state cache and its waiters
+launcher (``_launcher``), job control (``_control``), the state cache and its waiters
 (``_cache``), all over the engine boundary (``_engine``). Nothing polls.
 """
 
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
@@ -99,6 +100,11 @@ class DockerTracker:
             the engine may stay away before pending waits fail with ``DrmCommunicationError``
             (the tracker keeps reconnecting).
         labels: Extra labels put on every container this tracker makes.
+        max_running: At most this many of the jobs this tracker launches run at once (0: no
+            bound). Jobs beyond it wait QUEUED in one queue, single jobs and array tasks alike,
+            and start by DRMAA2 ``priority`` (higher first), then submission order (an array's
+            tasks in index order, each array within its ``max_parallel``). With several worker
+            trackers on a session, each bounds the jobs it launches.
         on_pull: Called with each step of an image pull (``PullProgress``; the ``pull``
             extension makes the tracker pull a job's image before creating it). Called on the
             event loop; an exception it raises is logged and ignored.
@@ -116,6 +122,7 @@ class DockerTracker:
         max_inspects: int = 16,
         role: Literal["worker", "observer"] = "worker",
         on_pull: Callable[[PullProgress], None] | None = None,
+        max_running: int = 0,
         engine: Engine | None = None,
     ) -> None:
         if not isinstance(job_session, str) or not job_session or "\x00" in job_session:
@@ -124,6 +131,8 @@ class DockerTracker:
             raise InvalidArgumentError("connection_limit must be at least 2")
         if not engine_timeout > 0:
             raise InvalidArgumentError("engine_timeout must be positive")
+        if isinstance(max_running, bool) or not isinstance(max_running, int) or max_running < 0:
+            raise InvalidArgumentError(f"max_running must be an int >= 0, got {max_running!r}")
         if role not in ("worker", "observer"):
             raise InvalidArgumentError(f"role must be 'worker' or 'observer', got {role!r}")
         if engine is None:
@@ -135,6 +144,7 @@ class DockerTracker:
         self._rt = Runtime(
             engine, job_session, engine_timeout=engine_timeout, labels=dict(labels or {}),
             max_inspects=max_inspects, observer=role == "observer", on_pull=on_pull,
+            max_running=max_running,
         )  # fmt: skip
         self._cache = self._rt.cache
         self._sync = self._rt.sync
@@ -265,7 +275,10 @@ class DockerTracker:
             raise InvalidArgumentError(f"max_parallel must be an int >= 0, got {max_parallel!r}")
         array_id = uuid.uuid4().hex[:16]
         tasks = [ArrayTask(array_id, i, len(indexes), max_parallel, indexes[-1]) for i in indexes]
-        prepared = [self._rt.submitter.prepare(template, task, key) for task in tasks]
+        now = time.time_ns()  # the tasks' shared place in the launcher's queue
+        prepared = [
+            self._rt.submitter.prepare(template, task, key, submitted_ns=now) for task in tasks
+        ]
         made = await self._rt.tasks.owned(self._rt.submitter.create_array, prepared)
         if isinstance(made, str):
             return made  # a retry with the same key: the array made before

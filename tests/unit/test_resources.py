@@ -10,7 +10,7 @@ import pytest
 from aiotracker import InvalidArgumentError, JobTemplate, UnsupportedOperationError
 from aiotracker._config import ArrayTask, create_config
 from aiotracker._engine.base import EngineInfo
-from aiotracker._labels import TEMPLATE_LABEL
+from aiotracker._labels import PRIORITY_LABEL, TEMPLATE_LABEL
 from aiotracker._mapping import job_info_from_details
 from aiotracker._resources import RESOURCE_LIMITS, parse_seconds, parse_size
 from aiotracker._template_label import decode_template_label, encode_template_label
@@ -126,11 +126,17 @@ def test_what_cannot_be_honoured_is_refused(fields: dict[str, Any]) -> None:
         host(**fields)
 
 
-def test_priority_of_a_single_job_is_kept_of_an_array_refused() -> None:
-    """A single job starts at once (nothing to order); tasks start in index order."""
-    host(priority=5)
-    with pytest.raises(UnsupportedOperationError, match="priority of an array job"):
-        host(priority=5, array=True)
+def test_priority_is_a_label_for_the_launcher() -> None:
+    """A job's and an array's priority are labels (the launcher's queue reads them); 0, the
+    default, is left out."""
+    for array in (False, True):
+        task = ArrayTask("a1", 1, 2, 0) if array else None
+        config = create_config("s", JobTemplate(job_category="b", priority=-3), cwd="/",
+                               engine=ENGINE, array_task=task)  # fmt: skip
+        assert config["Labels"][PRIORITY_LABEL] == "-3"
+    assert (
+        PRIORITY_LABEL not in create_config("s", JobTemplate(job_category="b"), cwd="/")["Labels"]
+    )
 
 
 def test_gpu_devices_become_a_device_request() -> None:
