@@ -321,8 +321,6 @@ def refuse_unsupported(template: JobTemplate, *, array: bool) -> None:
     launcher's queue (``max_running``).
     """
     refused = [
-        ("start_time of an array job", array and template.start_time is not None,
-         "not supported yet: its tasks start in index order as the launcher goes"),
         ("email", bool(template.email) or template.email_on_started
          or template.email_on_terminated, "aiotracker sends no mail"),
         ("reservation_id", bool(template.reservation_id), "Docker has no reservations"),

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import heapq
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -56,14 +57,15 @@ def startable(job: Job) -> bool:
     return job.state is JobState.QUEUED and not job.ever_started
 
 
-def next_task(tasks: Sequence[Job], max_parallel: int) -> Job | None:
-    """The queued task to start next, in index order, or None (none, or at the bound)."""
+def next_task(tasks: Sequence[Job], max_parallel: int, now_ns: int = 0) -> Job | None:
+    """The queued task to start next, in index order, or None (none, at the bound, or its
+    ``start_time`` later than ``now_ns``, local Unix ns: the timer wakes the launcher then)."""
     active = sum(1 for t in tasks if t.state in ACTIVE)
     if max_parallel and active >= max_parallel:
         return None
     for task in sorted(tasks, key=lambda t: t.index):
         if startable(task):
-            return task
+            return task if task.start_at_ns <= now_ns else None
     return None
 
 
@@ -245,7 +247,7 @@ class Launcher:
         tasks = self._cache.array_jobs(array.array_id)
         if not is_whole(tasks, array.size):
             return None
-        return next_task(tasks, array.max_parallel)
+        return next_task(tasks, array.max_parallel, time.time_ns())
 
     async def _start_task(self, array: Array, task: Job) -> None:
         """Start one array task (its array's lock held)."""
@@ -282,7 +284,7 @@ class Launcher:
                 continue
             if not is_whole(tasks, array.size):
                 continue
-            task = next_task(tasks, array.max_parallel)
+            task = next_task(tasks, array.max_parallel, time.time_ns())
             if task is not None and self._holds(task.owner):
                 out.append((array, task))
         return out

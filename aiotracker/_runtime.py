@@ -355,6 +355,9 @@ class Runtime:
 
     async def _timed_start(self, job_id: str) -> TrackerError | None:
         job = self.cache.require(job_id)
+        if job.array_id is not None:
+            self.launcher.wake_all()  # its time has come: its launcher starts it in its turn
+            return None
         if self._queue(job_id, None):
             return None  # its turn comes in the launcher's queue (max_running)
         launch = await self.submitter.launch_of(job_id)

@@ -11,7 +11,6 @@ from aiotracker import (
     DockerTracker,
     InvalidArgumentError,
     JobState,
-    UnsupportedOperationError,
 )
 from aiotracker._engine.fake import FakeEngine
 from tests.unit.test_races import SESSION, engine, hold_lease, job, tracker
@@ -150,9 +149,22 @@ async def test_bad_times_are_refused(
         await tracker.add_job(job("true", **fields))
 
 
-async def test_a_start_time_for_an_array_is_refused(tracker: DockerTracker) -> None:
-    with pytest.raises(UnsupportedOperationError, match="array"):
-        await tracker.add_array_job(job("true", start_time=soon(5)), 1, 2)
+async def test_an_array_starts_at_its_start_time_in_index_order(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    """Every task is made at once and waits QUEUED; at the start time the launcher starts
+    them in index order within max_parallel."""
+    start = soon(0.4)
+    array_id = await tracker.add_array_job(job("sleep", "9", start_time=start), 1, 3, 1, 2)
+    tasks = await tracker.list_array_jobs(array_id)
+    await asyncio.sleep(0.1)
+    assert [tracker.cached_state(t) for t in tasks] == [QUEUED] * 3
+    assert await tracker.wait(tasks[1], RUNNING, timeout=5) is RUNNING
+    assert datetime.now(UTC) >= start
+    assert [tracker.cached_state(t) for t in tasks] == [RUNNING, RUNNING, QUEUED]
+    assert [t for op, t in engine.call_log if op == "start" and t in tasks] == tasks[:2]
+    engine.exit(tasks[0], 0)
+    assert await tracker.wait(tasks[2], RUNNING, timeout=5) is RUNNING
 
 
 async def test_a_held_job_released_after_its_start_time_starts(tracker: DockerTracker) -> None:
