@@ -73,7 +73,8 @@ def translate(
             return InvalidArgumentError(f"{op}: {message}", job_id=job_id)
         if op == "create" and "image" in lowered:
             return ImageNotFoundError(
-                f"image {image!r} is not present on the engine (nothing is pulled)",
+                f"image {image!r} is not present on the engine (the pull extension "
+                "pulls it: docs/template.md)",
                 image=image,
                 job_id=job_id,
             )
