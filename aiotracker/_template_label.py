@@ -106,7 +106,7 @@ def template_to_json(template: JobTemplate) -> dict[str, Any]:
 _DEFAULTS = JobTemplate()
 
 
-def _json_value(attr: str, key: str, value: Any) -> Any:
+def _json_value(attr: str, key: str, value: Any, what: str = "the job template label") -> Any:
     """One field of the label, checked against the type of the template's field."""
     default = getattr(_DEFAULTS, attr)
     if attr in _TIME_FIELDS:
@@ -122,31 +122,35 @@ def _json_value(attr: str, key: str, value: Any) -> Any:
     else:
         ok = isinstance(value, str)
     if not ok:
-        raise InvalidArgumentError(f"the job template label has a malformed {key!r}")
+        raise InvalidArgumentError(f"{what} has a malformed {key!r}")
     if attr in _TIME_FIELDS:
         try:
             return parse_go_time(value)
         except InvalidArgumentError as exc:
-            raise InvalidArgumentError(
-                f"the job template label has a malformed {key!r}: {exc}"
-            ) from exc
+            raise InvalidArgumentError(f"{what} has a malformed {key!r}: {exc}") from exc
     return value
 
 
-def template_from_json(data: Mapping[str, Any]) -> JobTemplate:
+JSON_KEYS = frozenset({key for _, key in _JSON_FIELDS} | {"extension"})
+
+
+def template_from_json(
+    data: Mapping[str, Any], *, what: str = "the job template label"
+) -> JobTemplate:
     """Inverse of ``template_to_json``; unknown keys are ignored (newer drmaa2interface).
 
-    Raises ``InvalidArgumentError`` when a known key holds a value of the wrong JSON type.
+    Raises ``InvalidArgumentError`` (its message begins with ``what``) when a known key holds
+    a value of the wrong JSON type.
     """
     kwargs: dict[str, Any] = {}
     for attr, key in _JSON_FIELDS:
         if data.get(key) is not None:  # null (a nil list or map from some writer) is unset
-            kwargs[attr] = _json_value(attr, key, data[key])
+            kwargs[attr] = _json_value(attr, key, data[key], what)
     extension = data.get("extension") or {}
     if not isinstance(extension, dict):
-        raise InvalidArgumentError("the job template label has a malformed 'extension'")
+        raise InvalidArgumentError(f"{what} has a malformed 'extension'")
     kwargs["extensions"] = _json_value(
-        "extensions", "extensionList", extension.get("extensionList") or {}
+        "extensions", "extensionList", extension.get("extensionList") or {}, what
     )
     return JobTemplate(**kwargs)
 

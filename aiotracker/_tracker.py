@@ -298,6 +298,12 @@ class DockerTracker:
         job = self._cache.get(job_id)
         return None if job is None else job.state
 
+    def job_array(self, job_id: str) -> str | None:
+        """The array job a task belongs to (None for a single job, or a job the tracker does
+        not know), from the cache: no await, no engine call."""
+        job = self._cache.get(job_id)
+        return None if job is None else job.array_id
+
     async def list_jobs(self) -> list[str]:
         """The ids of the session's jobs, finished ones too until deleted (from the cache)."""
         self._check_open()
