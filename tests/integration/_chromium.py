@@ -81,7 +81,7 @@ class Page:
     async def until(self, expression: str, timeout: float = 15.0) -> Any:
         """Evaluate ``expression`` until it is truthy; its value."""
         async with asyncio.timeout(timeout):
-            while not (value := await self.evaluate(expression)):
+            while not (value := await self.evaluate(expression)):  # noqa: ASYNC110 (polling the page is the point)
                 await asyncio.sleep(0.05)
         return value
 
@@ -103,7 +103,7 @@ async def browser(url: str) -> AsyncIterator[Page]:
     try:
         port_file = profile / "DevToolsActivePort"
         async with asyncio.timeout(30):
-            while not port_file.exists() or not port_file.read_text().strip():  # noqa: ASYNC110
+            while not port_file.exists() or not port_file.read_text().strip():
                 if proc.poll() is not None:
                     raise RuntimeError(f"chromium exited with {proc.returncode}")
                 await asyncio.sleep(0.05)
