@@ -215,3 +215,31 @@ async def test_the_dashboard_in_chromium(served: tuple[str, Service]) -> None:
         )
         await page.screenshot(ARTIFACTS / "dashboard-after-terminate.png")
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+async def test_the_example_service_runs(session_name: str) -> None:
+    """examples/service.py, started as the docs say: it serves its own route and the API
+    with the token it was given, and stops at SIGTERM."""
+    port = free_port()
+    example = Path(__file__).parents[2] / "examples" / "service.py"
+    env = {**os.environ, "AIOTRACKER_TOKEN": TOKEN, "AIOTRACKER_PORT": str(port),
+           "AIOTRACKER_SESSION": session_name}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(example), env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert line.decode().strip() == f"serving {base}/#token={TOKEN}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/hello") as resp:
+                assert await resp.json() == {"session": session_name, "jobs": 0}
+            assert (await get(http, f"{base}/api/session"))["session"] == session_name
+            async with http.get(f"{base}/api/session") as resp:
+                assert resp.status == 401
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 20)
+    assert proc.returncode == 0
