@@ -436,7 +436,7 @@ class StateCache:
         """``start`` was refused for the job's own reason: it ends FAILED (no die will come)."""
         out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
-        if job is not None and job.state not in TERMINAL:
+        if job is not None and job.state not in TERMINAL and not job.refused:
             job.ever_started = job.refused = True  # never to be started again
             job.faults.append(f"not started: {reason}")
             self._set(job, JobState.FAILED, out, changes)

@@ -170,7 +170,7 @@ class Controller:
                 sent = self._cache.control_seq(job_id)
                 await rename_mark(self._engine, job_id, "")
                 self._confirmed(job_id, JobState.QUEUED, "rename", sent)
-            self._submitter.queue(job_id, None)
+            self._submitter.queue(job_id, None)  # dropped unless we launch it: its owner does
             return
         launch = await self._submitter.launch_of(job_id)
         reason = await self._submitter.start(job_id, launch)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -91,6 +92,10 @@ class OutputCopier:
         try:
             with anyio.CancelScope() as scope:
                 self.streams[job_id] = scope
+                if job_started is not None:
+                    # A start given up after we attached (no longer ours, terminated): the
+                    # stream of a container that never starts would never end.
+                    job_started.add_done_callback(functools.partial(_cancel_unless_started, scope))
                 broke = False
                 if source == "logs":
                     reader = self._engine.read_logs(job_id)
@@ -130,6 +135,12 @@ class OutputCopier:
                         missing = await self._complete_from_log(job_id, files, counts, fanout)
                 if missing is None:
                     await self._finish(job_id, files)
+                ended = True
+            if (
+                scope.cancelled_caught and job_started is not None and job_started.done()
+                and not job_started.cancelled() and not job_started.result()
+            ):  # fmt: skip
+                files.abort()  # not started: no file was made
                 ended = True
         finally:
             flush = self._flushes.pop(job_id, None)
@@ -266,6 +277,11 @@ def recovery(
     if state in TERMINAL and is_marked(plan, job_id):
         return plan, "logs"
     return None
+
+
+def _cancel_unless_started(scope: anyio.CancelScope, started: asyncio.Future[bool]) -> None:
+    if not started.cancelled() and not started.result():
+        scope.cancel()
 
 
 async def _in_thread_if(blocking: bool, func: Callable[..., T], *args: object) -> T:

@@ -103,15 +103,18 @@ def translate(
 
 # What registries (through the engine) say when they refuse credentials, and when they have
 # no such image (Docker 20.10 and distribution's wording; Podman's too).
+# Only the registry's words: a local failure (a permission denied on the engine's disk, a
+# snapshot not found) is the engine's.
 _AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials",
-               "denied", "incorrect username or password", "authentication failed")  # fmt: skip
-_MISSING_WORDS = ("manifest unknown", "not found", "does not exist", "no such image",
-                  "name unknown")  # fmt: skip
+               "pull access denied", "denied: requested access", "incorrect username or password",
+               "authentication failed")  # fmt: skip
+_MISSING_WORDS = ("manifest unknown", "name unknown", "repository does not exist",
+                  "no such image")  # fmt: skip
 
 
 def _pull_error(status: int, message: str, image: str) -> TrackerError:
     lowered = message.lower()
-    if status in (401, 403) or any(w in lowered for w in _AUTH_WORDS):
+    if status == 401 or any(w in lowered for w in _AUTH_WORDS):
         # Docker Hub answers "pull access denied ..., repository does not exist or may
         # require 'docker login'" for both: the registry will not say which.
         return ImagePullError(f"pull of {image!r} refused: {message}", image=image)

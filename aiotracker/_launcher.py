@@ -262,6 +262,9 @@ class Launcher:
         self.running.add(task.job_id)
         try:
             reason = await self._submitter.start(task.job_id, launch, holds)
+        except InvalidStateError:
+            self.running.discard(task.job_id)  # no longer ours to start (the lease went)
+            return
         except BaseException:
             if not task.ever_started:
                 self.running.discard(task.job_id)
@@ -311,8 +314,11 @@ class Launcher:
                 while len(self.running) < self.max_running and await self._start_next():
                     pass
                 backoff = _BACKOFF_MIN
-            except RETRYABLE as exc:
-                log.warning("launcher: %s; retrying", exc)
+            except Exception as exc:  # the one queue never stops: it looks again, later
+                if isinstance(exc, RETRYABLE):
+                    log.warning("launcher: %s; retrying", exc)
+                else:
+                    log.exception("launcher: a start failed unexpectedly; going on")
                 self._request_resync()
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)

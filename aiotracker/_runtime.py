@@ -163,6 +163,20 @@ class Runtime:
         self.launcher.on_changes(changes)
         self.timers.on_changes(changes)
         self.changes.on_changes(changes)
+        if self.launcher.bounded:
+            self._released_elsewhere(changes)
+
+    def _released_elsewhere(self, changes: list[Change]) -> None:
+        """A single job of ours released (held -> queued), by whichever tracker: it joins
+        our queue (``max_running``; a tracker that does not launch it only unmarks it)."""
+        for change in changes:
+            if (
+                change.old is JobState.QUEUED_HELD and change.state is JobState.QUEUED
+                and change.array_id is None
+            ):  # fmt: skip
+                job = self.cache.get(change.job_id)
+                if job is not None and not job.start_at_ns and self._acts_for(job):
+                    self._queue(job.job_id, None)
 
     def _engine_lost(self) -> None:
         error = DrmCommunicationError("the Docker engine has been unreachable")
@@ -288,7 +302,7 @@ class Runtime:
         for job_id, (plan, source) in recoveries.items():
             self.tasks.spawn(self._recover, job_id, plan, source)
         ours = [job for job in self.cache if self.leases.holds(job.owner)]
-        self.launcher.adopt_running(ours)
+        self.launcher.adopt_running(j for j in ours if j.owner)  # not another tool's jobs
         self._launch_arrays(ours)
         self._start_queued(ours)
 

@@ -140,12 +140,14 @@ def stage_file(archive: str, source: str, target: str, job_id: str) -> None:
     os.mkdir(work, 0o700)
     try:
         with tarfile.open(archive, "r:") as tar:
-            tar.extractall(work, filter="data")
+            tar.extractall(work, filter=_within_root)
         entries = os.listdir(work)
         if len(entries) != 1:
             raise tarfile.TarError(f"the engine's archive of {source} holds {len(entries)} roots")
         top = os.path.join(work, entries[0])
-        if os.path.isdir(top) and not os.path.islink(top):
+        if os.path.islink(top):
+            raise tarfile.TarError(f"{source} is a symbolic link: its target is not staged")
+        if os.path.isdir(top):
             if os.path.lexists(target) and not os.path.isdir(target):
                 raise IsADirectoryError(f"{source} is a directory and {target} is not")
             if not os.path.lexists(target):
@@ -160,15 +162,36 @@ def stage_file(archive: str, source: str, target: str, job_id: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _within_root(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's ``data`` filter, and links that stay inside the archive's one root entry
+    (the source): a link that points at or above it would lead a later merge out of the
+    target (``data`` only keeps links inside the directory unpacked into)."""
+    member = tarfile.data_filter(member, dest)
+    if member.issym() or member.islnk():
+        root = member.name.split("/", 1)[0]
+        base = posixpath.dirname(member.name) if member.issym() else ""
+        pointed = posixpath.normpath(posixpath.join(base, member.linkname))
+        if not pointed.startswith(root + "/"):
+            raise tarfile.TarError(f"{member.name} links out of the staged tree")
+    return member
+
+
 def _merge(tree: str, target: str) -> None:
-    """Move ``tree``'s contents into the directory ``target``, each file replaced whole."""
+    """Move ``tree``'s contents into the directory ``target``, each file replaced whole;
+    a link found in the target where the tree has a directory is replaced, never followed."""
+    if os.path.islink(target):
+        raise IsADirectoryError(f"{target} is a symbolic link: not merged into")
     for root, dirs, files in os.walk(tree):
         into = os.path.join(target, os.path.relpath(root, tree))
         for name in dirs:
             path = os.path.join(into, name)
-            if os.path.lexists(path) and not os.path.isdir(path):
+            if os.path.islink(os.path.join(root, name)):
+                files.append(name)  # a link to a directory: moved as a link, not walked
+                continue
+            if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
                 os.unlink(path)
             os.makedirs(path, exist_ok=True)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
         for name in files:
             path = os.path.join(into, name)
             if os.path.isdir(path) and not os.path.islink(path):
@@ -256,15 +279,19 @@ class Stager:
         """One source to its target; the fault to record, or None."""
         archive = archive_path(target, job_id)
         try:
+            writer: _Writer | None = None
             try:
                 # Written in chunks from the loop, as the copier writes output files.
                 with open(archive, "wb") as out, engine_errors("archive", job_id):  # noqa: ASYNC230
-                    await self._engine.copy_out(job_id, source, _writer(out))
-            except JobNotFoundError:
-                return f"stage-out of {source}: the container is gone"
-            except InvalidArgumentError:
-                return f"stage-out of {source}: not found in the container"
+                    writer = _Writer(out)
+                    await self._engine.copy_out(job_id, source, writer)
             except TrackerError as exc:
+                if writer is not None and writer.error is not None:  # our disk, not the engine
+                    raise writer.error from exc
+                if isinstance(exc, JobNotFoundError):
+                    return f"stage-out of {source}: the container is gone"
+                if isinstance(exc, InvalidArgumentError):
+                    return f"stage-out of {source}: not found in the container"
                 return f"stage-out of {source}: {exc}"
             await anyio.to_thread.run_sync(stage_file, archive, source, target, job_id)
         except (OSError, tarfile.TarError) as exc:
@@ -275,13 +302,25 @@ class Stager:
         return None
 
 
-def _writer(out: IO[bytes]) -> Callable[[bytes], None]:
-    return out.write  # type: ignore[return-value]  # IO.write returns the count
+class _Writer:
+    """Writes the archive's chunks; remembers a local file error (a full disk), which the
+    engine boundary would report as a broken connection."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.error: OSError | None = None
+
+    def __call__(self, chunk: bytes) -> None:
+        try:
+            self._out.write(chunk)
+        except OSError as exc:
+            self.error = exc
+            raise
 
 
 def refuse_with_rm(template: JobTemplate) -> None:
     """The engine removes an ``rm`` job's container at its exit: nothing is left to copy."""
-    if template.stage_out_files and template.extensions.get("rm") == "true":
+    if template.stage_out_files and str(template.extensions.get("rm", "")).lower() == "true":
         raise InvalidArgumentError("stage_out_files cannot be combined with the 'rm' extension")
 
 
@@ -293,9 +332,15 @@ def stage_recovery(labels: Mapping[str, str], state: JobState, job_id: str) -> S
         return None
     try:
         template = decode_template_label(label)
-        if not template.stage_out_files:
-            return None
-        plan = marked(plan_stage_out(template, os.getcwd()), job_id)
     except InvalidArgumentError:
-        return None  # its targets cannot be written from here
+        return None
+    files: list[tuple[str, str]] = []
+    for source, target in template.stage_out_files.items():
+        try:  # each on its own: one target that cannot be written stops none of the others
+            files += plan_stage_out(
+                template.replace(stage_out_files={source: target}), os.getcwd()
+            ).files
+        except InvalidArgumentError:
+            continue
+    plan = marked(StagePlan(tuple(files)), job_id)
     return plan or None

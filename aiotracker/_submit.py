@@ -372,6 +372,11 @@ class Submitter:
                 self._stager.arm(job_id, launch.stage)
             if may_start is not None and not may_start():
                 raise InvalidStateError(f"job {job_id} is no longer ours to start", job_id=job_id)
+            job = self._cache.get(job_id)
+            if job is not None and (job.final is not None or job.refused or job.ever_started):
+                # Terminated (its end held back while its output was being attached), refused,
+                # or started meanwhile: not started again.
+                raise InvalidStateError(f"job {job_id} is no longer queued", job_id=job_id)
             try:
                 # Shielded: cut short, the engine may start it anyway; the answer tells.
                 with shielded(self._timeout) as scope, engine_errors("start", job_id):

@@ -279,12 +279,18 @@ class DockerTracker:
         prepared = [
             self._rt.submitter.prepare(template, task, key, submitted_ns=now) for task in tasks
         ]
-        made = await self._rt.tasks.owned(self._rt.submitter.create_array, prepared)
-        if isinstance(made, str):
-            return made  # a retry with the same key: the array made before
-        array = self._rt.launcher.add(array_id, len(prepared), max_parallel)
-        array.launches = {job_id: job.launch for job_id, job in zip(made, prepared, strict=True)}
-        return array_id
+
+        async def make() -> str:
+            # Made and handed to the launcher in one owned task: a caller cancelled meanwhile
+            # (during a long pull, say) leaves an array that is launched all the same.
+            made = await self._rt.submitter.create_array(prepared)
+            if isinstance(made, str):
+                return made  # a retry with the same key: the array made before
+            array = self._rt.launcher.add(array_id, len(prepared), max_parallel)
+            array.launches = {j: job.launch for j, job in zip(made, prepared, strict=True)}
+            return array_id
+
+        return await self._rt.tasks.owned(make)
 
     async def resolve_id(self, job_id: str) -> str:
         """The full id of a job of this session, from its id or a unique prefix of it

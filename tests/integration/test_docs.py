@@ -41,7 +41,7 @@ async def test_samples_run(path: Path) -> None:
             used |= _sessions(code)
             compiled = compile(code, f"{path.name} sample {number}", "exec",
                                flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)  # fmt: skip
-            result = eval(compiled, namespace)  # noqa: S307 (the docs' own samples)
+            result = eval(compiled, namespace)
             if result is not None:
                 await result
     finally:
