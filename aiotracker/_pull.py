@@ -192,10 +192,6 @@ class Puller:
         self._pulls: dict[str, asyncio.Future[None]] = {}
         self.pulls = 0  # pulls made (for statistics and tests)
 
-    @property
-    def pending(self) -> int:
-        return len(self._pulls)
-
     async def ensure(self, image: str, policy: PullPolicy) -> None:
         """Pull ``image`` if the policy asks: ``always``, or ``missing`` and it is absent.
 

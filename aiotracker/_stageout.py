@@ -217,10 +217,6 @@ class Stager:
         self._armed: dict[str, StagePlan] = {}  # jobs whose exit starts a stage-out
         self._running: set[str] = set()
 
-    @property
-    def pending(self) -> int:
-        return len(self._armed) + len(self._running)
-
     def arm(self, job_id: str, plan: StagePlan, *, mark: bool = True) -> None:
         """Before the job starts (or, at a reopen, for one that ran meanwhile): its terminal
         state waits for its stage-out, which begins at its exit."""

@@ -45,10 +45,6 @@ class EventHub:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
-    @property
-    def last_seq(self) -> int:
-        return self._seq
-
     async def start(self) -> None:
         ready = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(ready), name="aiotracker.web events")
