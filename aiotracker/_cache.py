@@ -401,12 +401,14 @@ class StateCache:
             job.stage_pending = True
 
     def stage_done(self, job_id: str) -> tuple[Wakeups, list[Change]]:
+        """The stage-out is over: the end is published, unless output is still pending."""
         job = self._jobs.get(job_id)
-        if job is not None:
-            job.stage_pending = False
-        return self.output_done(job_id) if job is not None and not job.output_pending else (
-            Wakeups(), []
-        )  # fmt: skip
+        if job is None or job.output_pending:
+            if job is not None:
+                job.stage_pending = False
+            return Wakeups(), []
+        job.stage_pending = False
+        return self.output_done(job_id)
 
     def output_done(self, job_id: str) -> tuple[Wakeups, list[Change]]:
         out, changes = Wakeups(), list[Change]()

@@ -148,29 +148,26 @@ class Controller:
                 await self._engine.kill(job_id)
 
     async def _release(self, job_id: str, state: JobState, array_id: str | None) -> None:
-        """An array task is unmarked and left to its launcher. A single job is started first
-        and unmarked after: a failure in between leaves it running, never stranded; a job
-        QUEUED but never started (an earlier release failed) is started by a second one."""
+        """An array task is unmarked and left to its launcher, a timed job to its timer, and
+        (``max_running``) a single job to the launcher's queue. Otherwise a single job is
+        started first and unmarked after: a failure in between leaves it running, never
+        stranded; a job QUEUED but never started (an earlier release failed) is started by a
+        second one."""
         job = self._cache.require(job_id)
-        if array_id is not None or (job.start_at_ns and not job.ever_started):
-            # Its launcher, or its timer, starts it (a timer at once if its time has passed).
+        started_elsewhere = array_id is not None or (job.start_at_ns and not job.ever_started)
+        if not started_elsewhere and job.ever_started:
+            return
+        if started_elsewhere or self._launcher.bounded:
+            # Unmarked first: its launcher, its timer (at once if its time has passed) or the
+            # queue starts it; a tracker that takes it over does, if we stop in between.
             if state is JobState.QUEUED_HELD:
                 sent = self._cache.control_seq(job_id)
                 await rename_mark(self._engine, job_id, "")
                 self._confirmed(job_id, JobState.QUEUED, "rename", sent)
             if array_id is not None:
                 self._launcher.wake_all()
-            return
-        if job.ever_started:
-            return
-        if self._launcher.bounded:
-            # It waits for its turn in the launcher's queue (max_running): unmarked first; a
-            # tracker that takes it over queues (or starts) it if we stop in between.
-            if state is JobState.QUEUED_HELD:
-                sent = self._cache.control_seq(job_id)
-                await rename_mark(self._engine, job_id, "")
-                self._confirmed(job_id, JobState.QUEUED, "rename", sent)
-            self._submitter.queue(job_id, None)  # dropped unless we launch it: its owner does
+            elif not job.start_at_ns:
+                self._submitter.queue(job_id, None)  # dropped unless we launch it: its owner does
             return
         launch = await self._submitter.launch_of(job_id)
         reason = await self._submitter.start(job_id, launch)

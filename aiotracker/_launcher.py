@@ -144,11 +144,6 @@ class Launcher:
     def bounded(self) -> bool:
         return self.max_running > 0
 
-    @property
-    def queued(self) -> int:
-        """Single jobs waiting in the bounded queue."""
-        return len(self._queued)
-
     def add(self, array_id: str, size: int, max_parallel: int) -> Array:
         array = self.arrays.get(array_id)
         if array is None:
@@ -259,22 +254,29 @@ class Launcher:
             await self._refuse(task, exc)
             return
         holds = functools.partial(self._holds, task.owner)
-        self.running.add(task.job_id)
+        if await self._start_counted(task, launch, holds):
+            array.launches.pop(task.job_id, None)
+
+    async def _start_counted(self, job: Job, launch: Launch, may_start: Callable[[], bool]) -> bool:
+        """Start ``job``, holding a slot in ``running`` while it runs; a refusal of its own
+        ends it FAILED. False if it was no longer ours to start (the lease went, or it was
+        terminated meanwhile): nothing was done."""
+        self.running.add(job.job_id)
         try:
-            reason = await self._submitter.start(task.job_id, launch, holds)
+            reason = await self._submitter.start(job.job_id, launch, may_start)
         except InvalidStateError:
-            self.running.discard(task.job_id)  # no longer ours to start (the lease went)
-            return
+            self.running.discard(job.job_id)
+            return False
         except BaseException:
-            if not task.ever_started:
-                self.running.discard(task.job_id)
+            if not job.ever_started:
+                self.running.discard(job.job_id)
             raise
-        array.launches.pop(task.job_id, None)
         if reason is not None:
-            self.running.discard(task.job_id)
-            await self._refuse(task, reason)
-        elif task.state not in ACTIVE:
-            self.running.discard(task.job_id)  # over already
+            self.running.discard(job.job_id)
+            await self._refuse(job, reason)
+        elif job.state not in ACTIVE:
+            self.running.discard(job.job_id)  # over already
+        return True
 
     # -- one queue for every job (max_running) --------------------------------------------
 
@@ -353,23 +355,8 @@ class Launcher:
             if job.job_id in self._cache:
                 await self._refuse(job, exc)
             return
-        self.running.add(job.job_id)
-        try:
-            reason = await self._submitter.start(job.job_id, launch, entry.may_start)
-        except InvalidStateError:
-            self._queued.pop(job.job_id, None)  # no longer ours to start
-            self.running.discard(job.job_id)
-            return
-        except BaseException:
-            if not job.ever_started:
-                self.running.discard(job.job_id)
-            raise
-        self._queued.pop(job.job_id, None)
-        if reason is not None:
-            self.running.discard(job.job_id)
-            await self._refuse(job, reason)
-        elif job.state not in ACTIVE:
-            self.running.discard(job.job_id)
+        await self._start_counted(job, launch, entry.may_start)
+        self._queued.pop(job.job_id, None)  # started, refused, or no longer ours
 
     # -- refusals -------------------------------------------------------------------------
 
