@@ -235,6 +235,9 @@ class DockerTracker:
         engine fails to start it (the container is removed either way). With
         ``submit_as_hold`` the job is created QUEUED_HELD and starts on ``release``.
 
+        With ``max_running``, the job is made QUEUED and started by the launcher in its
+        turn: a start refused then ends it FAILED with a fault (it is not removed).
+
         ``key`` makes the call idempotent within the session: a second call with the same key
         returns the first call's job instead of making another. A cancelled call goes on in
         the tracker: it leaves the whole job (which a retry with the key returns) or, if the
