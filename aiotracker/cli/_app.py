@@ -615,7 +615,7 @@ def rm_command(opts: Options, job: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to bind.")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-    help="The port to bind.",
+    help="The port to bind (0: a free one, shown in the printed URL).",
 )  # fmt: skip
 @click.option(
     "--token", envvar="AIOTRACKER_TOKEN", show_envvar=True, default=None,
@@ -631,7 +631,9 @@ def serve_command(
     opts: Options, host: str, port: int, token: str | None, allowed_images: tuple[str, ...],
     observer: bool,
 ) -> None:  # fmt: skip
-    """Serve the session over HTTP (aiotracker.web) until Ctrl-C."""
+    """Serve the session over HTTP (aiotracker.web) until Ctrl-C or SIGTERM (exit 0).
+
+    Prints the dashboard's URL, with the token in its fragment, once it listens."""
     try:
         web = importlib.import_module("aiotracker.web")
         run_service = web.run_service

@@ -23,7 +23,9 @@ published ports are refused unless granted by name in ``allow`` (``_policy``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Any, Literal
@@ -134,20 +136,35 @@ def run_service(
     print_url: bool = True,
     tracker_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Run the service until interrupted (``aiotracker serve``): prints the dashboard's URL,
-    with the token in its fragment."""
+    """Run the service until SIGINT (Ctrl-C) or SIGTERM (``aiotracker serve``). Once it
+    listens, prints the dashboard's URL with the port it got (``port=0``: a free one) and
+    the token in its fragment; an address it cannot bind raises ``OSError``, nothing printed."""
     app = web.Application()
     service = setup(
         app, session=session, docker_url=docker_url, token=token,
         allowed_images=allowed_images, allow=allow, role=role, tracker_options=tracker_options,
     )  # fmt: skip
-    if print_url:
 
-        async def announce(app: web.Application) -> None:
-            shown = f"[{host}]" if ":" in host else host
-            print(f"aiotracker: session {session!r} served at http://{shown}:{port}/"
-                  f"#token={service.token}", flush=True)  # fmt: skip
+    async def serve() -> None:
+        # web.run_app's steps, but the URL printed once it listens (run_app's on_startup
+        # comes before the bind, and knows the port asked for, not the port bound), and a
+        # signal that ends the wait instead of raising out of the loop: then the cleanup
+        # answers pending long polls 503 before anything else is cancelled.
+        runner = web.AppRunner(app, shutdown_timeout=5.0, handler_cancellation=True)
+        await runner.setup()
+        try:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await web.TCPSite(runner, host, port).start()
+            if print_url:
+                shown = f"[{host}]" if ":" in host else host
+                bound = runner.addresses[0][1]
+                print(f"aiotracker: session {session!r} served at http://{shown}:{bound}/"
+                      f"#token={service.token}", flush=True)  # fmt: skip
+            await stop.wait()
+        finally:
+            await runner.cleanup()
 
-        app.on_startup.append(announce)
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5.0,
-                handler_cancellation=True)  # fmt: skip
+    asyncio.run(serve())

@@ -5,23 +5,33 @@ hidden ``AIOTRACKER_LABELS`` variable; each test has a session of its own."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from aiotracker._labels import LEASE_LABEL, SESSION_LABEL
 from tests.conftest import RUN_LABEL, RUN_TOKEN, TEST_IMAGE
-from tests.integration._cli import remove_session_containers
+from tests.integration._cli import (
+    adocker,
+    eventually,
+    remove_session_containers,
+    session_containers,
+)
 
 SCRIPT = Path(sys.executable).with_name("aiotracker")
 ID = re.compile(r"^[0-9a-f]{64}$")
@@ -243,3 +253,158 @@ def test_serve_help(tool: Tool) -> None:
     out = tool.ok("serve", "--help")
     assert "--allow-image" in out
     assert "--observer" in out
+
+
+# -- serve: the README's dashboard, run as a user runs it ------------------------------------
+
+# The line ``serve`` prints once it listens (README.md: "open the printed URL").
+SERVED = re.compile(
+    r"aiotracker: session '(?P<session>[^']+)' served at "
+    r"(?P<base>http://127\.0\.0\.1:(?P<port>[0-9]+))/#token=(?P<token>[A-Za-z0-9_-]{16,})"
+)
+ALLOWED = TEST_IMAGE.rpartition(":")[0] + ":*"  # the README's 'aiotracker/busybox:*'
+
+
+class Served:
+    """An ``aiotracker serve`` process, and what its printed URL says."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, base: str, token: str) -> None:
+        self.proc, self.base, self.token = proc, base, token
+        self.auth = {"Authorization": f"Bearer {token}"}
+
+
+@contextlib.asynccontextmanager
+async def serving(tool: Tool) -> AsyncIterator[Served]:
+    """``aiotracker --session S serve --port 0 --allow-image ...`` (a free port: the one
+    it printed), until the test stops it; killed if it is still running at the end."""
+    proc = await asyncio.create_subprocess_exec(
+        str(SCRIPT), "--session", tool.session, "serve", "--port", "0", "--allow-image",
+        ALLOWED, env=tool.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            line = (await proc.stdout.readline()).decode()
+        served = SERVED.fullmatch(line.rstrip("\n"))
+        if served is None:
+            proc.kill()
+            _, err = await proc.communicate()
+            raise AssertionError(f"printed {line!r}, stderr {err!r}")
+        assert served["session"] == tool.session
+        assert int(served["port"]) != 0
+        yield Served(proc, served["base"], served["token"])
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def running_containers(session: str) -> dict[str, str]:
+    """The session's running containers: id -> its lease label ("" for a job)."""
+    out = await adocker(
+        "ps", "--no-trunc", "--filter", f"label={SESSION_LABEL}={session}",
+        "--format", f'{{{{.ID}}}} {{{{.Label "{LEASE_LABEL}"}}}}',
+    )  # fmt: skip
+    return {line.split()[0]: "".join(line.split()[1:]) for line in out.splitlines()}
+
+
+async def stop_with_a_pending_poll(
+    tool: Tool, http: aiohttp.ClientSession, served: Served, signum: int
+) -> None:
+    """A ``sleep 30`` job's long poll pending, ``signum`` to the process: the poll is
+    answered 503 at once, the process exits 0 within 2 s and leaves nothing of its own
+    running (its lease's ``cat`` ends); the job, as every job of a session, outlives it."""
+    template = {"jobCategory": TEST_IMAGE, "command": ["sleep", "30"]}
+    async with http.post(f"{served.base}/api/jobs", headers=served.auth,
+                         json={"template": template}) as resp:  # fmt: skip
+        assert resp.status == 201, await resp.text()
+        job_id = (await resp.json())["id"]
+    poll = asyncio.ensure_future(http.get(
+        f"{served.base}/api/jobs/{job_id}/wait", headers=served.auth, params={"timeout": "60"}
+    ))  # fmt: skip
+    await asyncio.sleep(0.5)  # at the service, waiting
+    assert not poll.done()
+
+    sent = time.monotonic()
+    served.proc.send_signal(signum)
+    async with asyncio.timeout(10):
+        answer = await poll
+        answered = time.monotonic() - sent
+        status = await served.proc.wait()
+        stopped = time.monotonic() - sent
+    async with answer:
+        assert (answer.status, (await answer.json())["error"]) == (503, "closing")
+    assert answered < 1, answered
+    assert stopped < 2, stopped
+    assert status == 0
+    assert served.proc.stdout is not None
+    assert served.proc.stderr is not None
+    assert (await served.proc.stdout.read(), await served.proc.stderr.read()) == (b"", b"")
+
+    async def only_the_job_runs() -> bool:
+        return await running_containers(tool.session) == {job_id: ""}
+
+    await eventually(only_the_job_runs, "the service's lease stopped", timeout=10)
+    assert (await asyncio.to_thread(tool.json, "terminate", job_id))["id"] == job_id
+    waited = await asyncio.to_thread(tool, "wait", job_id)
+    assert (waited.returncode, waited.stdout) == (1, "failed\n")
+    assert await running_containers(tool.session) == {}
+
+
+async def test_serve_as_the_readme_runs_it_then_sigterm(tool: Tool) -> None:
+    """``aiotracker serve`` as a subprocess: the printed URL's page and token work, a job runs
+    through the API (long poll, output), another image is refused, and SIGTERM stops it."""
+    image_id = (await adocker("image", "inspect", "--format", "{{.Id}}", TEST_IMAGE)).strip()
+    async with serving(tool) as served, aiohttp.ClientSession() as http:
+        async with http.get(f"{served.base}/") as page:  # the dashboard, no token needed
+            assert page.status == 200
+            assert page.content_type == "text/html"
+            assert "<title>aiotracker</title>" in await page.text()
+        async with http.get(f"{served.base}/api/session") as resp:
+            assert resp.status == 401
+        async with http.get(f"{served.base}/api/session", headers=served.auth) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["session"] == tool.session
+
+        template = {"jobCategory": TEST_IMAGE, "command": ["sh", "-c", "echo hi"]}
+        async with http.post(f"{served.base}/api/jobs", headers=served.auth,
+                             json={"template": template}) as resp:  # fmt: skip
+            assert resp.status == 201, await resp.text()
+            job_id = (await resp.json())["id"]
+        assert ID.match(job_id)
+        async with http.get(f"{served.base}/api/jobs/{job_id}/wait", headers=served.auth,
+                            params={"timeout": "60"}) as resp:  # fmt: skip
+            assert await resp.json() == {"id": job_id, "state": "done", "timed_out": False}
+        async with http.get(f"{served.base}/api/jobs/{job_id}/output",
+                            headers=served.auth) as resp:  # fmt: skip
+            assert (resp.status, await resp.read()) == (200, b"hi\n")
+
+        # The same image by its id: the engine has it, the service's policy refuses it.
+        refused = {**template, "jobCategory": image_id}
+        async with http.post(f"{served.base}/api/jobs", headers=served.auth,
+                             json={"template": refused}) as resp:  # fmt: skip
+            assert resp.status == 403
+            assert (await resp.json())["error"] == "refused"
+        assert await session_containers(tool.session) == [job_id]
+
+        await stop_with_a_pending_poll(tool, http, served, signal.SIGTERM)
+
+
+async def test_serve_stops_on_ctrl_c(tool: Tool) -> None:
+    """Ctrl-C (SIGINT), the way ``serve --help`` says it stops, ends it as SIGTERM does:
+    exit 0, a pending long poll answered 503 at once."""
+    async with serving(tool) as served, aiohttp.ClientSession() as http:
+        await stop_with_a_pending_poll(tool, http, served, signal.SIGINT)
+
+
+def test_serve_on_a_port_in_use_prints_no_url(tool: Tool) -> None:
+    """A port already taken: one line on stderr, exit 1, and no URL printed to open."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = tool("serve", "--port", str(port), "--allow-image", ALLOWED)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith(f"aiotracker: cannot serve on 127.0.0.1:{port}: ")
+    assert done.stderr.count("\n") == 1

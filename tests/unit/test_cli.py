@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -644,6 +647,51 @@ def test_serve_hands_its_options_to_the_web_service(
     assert refused.stderr == "aiotracker: token must be a string of at least 16 characters\n"
     assert calls[-1]["role"] == "worker"
     assert "tracker_options" not in calls[-1]  # no labels: the service's defaults
+
+
+# ``aiotracker serve`` in a process of its own, its service's tracker on the fake engine.
+SERVE_ON_THE_FAKE_ENGINE = """
+import functools, sys
+import aiotracker.web._service as service
+from aiotracker._engine.fake import FakeEngine
+from aiotracker.cli import main
+service.DockerTracker = functools.partial(service.DockerTracker, engine=FakeEngine())
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_serve_on_port_0_prints_the_port_it_listens_on() -> None:
+    """``serve --port 0`` prints its URL once it listens, with the port it got (not :0), that
+    port answers the token, and SIGTERM ends it quietly with status 0."""
+    token = "u" * 20
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE_ON_THE_FAKE_ENGINE, "--session", "s", "serve", "--port",
+         "0", "--token", token], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        served = re.fullmatch(
+            rf"aiotracker: session 's' served at http://127\.0\.0\.1:([0-9]+)/#token={token}\n",
+            line,
+        )
+        assert served, line
+        port = int(served[1])
+        assert port != 0
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(f"GET /api/session HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n"
+                         .encode())  # fmt: skip
+            reply = b"".join(iter(lambda: conn.recv(65536), b""))
+        assert reply.startswith(b"HTTP/1.0 200 ")
+        assert b'"session": "s"' in reply
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        assert (proc.returncode, out, err) == (0, "", "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 # -- main ------------------------------------------------------------------------------------
