@@ -20,7 +20,7 @@ import json
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import IO, Any, NoReturn
 from urllib.parse import quote, urlsplit
 
@@ -30,6 +30,7 @@ from aiodocker.exceptions import DockerError
 from aiodocker.stream import Stream
 from yarl import URL
 
+from .._labels import is_container_id
 from .._template_label import parse_go_time
 from .base import (
     EVENT_ACTIONS,
@@ -138,6 +139,14 @@ def pull_reference(image: str) -> tuple[str, str]:
     return name, "latest"
 
 
+def event_params(filters: Mapping[str, Sequence[str]], since_ns: int | None) -> dict[str, str]:
+    """``GET /events`` parameters: the filters, and ``since`` in the engine's s.ns format."""
+    params = {"filters": json.dumps({k: list(v) for k, v in filters.items()})}
+    if since_ns is not None:
+        params["since"] = f"{since_ns // 10**9}.{since_ns % 10**9:09d}"
+    return params
+
+
 def _pull_line(raw: Any, progress: Callable[[Mapping[str, Any]], None]) -> None:
     """One line of a pull's progress stream; an error in it (the engine had answered 200
     before the registry failed) is the call's failure."""
@@ -234,6 +243,9 @@ class DockerEngine:
             await self.aclose()
             raise
 
+    def is_job_id(self, text: str) -> bool:
+        return is_container_id(text)
+
     async def info(self) -> EngineInfo:
         raw = await self._json("info", "info")
         now = parse_go_time(raw.get("SystemTime"))
@@ -274,19 +286,6 @@ class DockerEngine:
             return await self._api_client._query_json(path, **kw)
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
             raise self._failure(exc, what) from exc
-
-    async def _body_json(self, what: str, path: str, *, params: Mapping[str, str]) -> Any:
-        """A GET whose body is JSON, whatever its Content-Type says."""
-        try:
-            async with self._api_client._query(path, params=dict(params)) as resp:
-                body = await resp.read()
-                resp.release()
-        except (DockerError, *_TRANSPORT_ERRORS) as exc:
-            raise self._failure(exc, what) from exc
-        try:
-            return json.loads(body) if body.strip() else None
-        except ValueError as exc:
-            raise EngineCallError(200, f"{what}: the engine answered no JSON: {exc}") from exc
 
     async def _call(
         self, what: str, path: str, method: str = "POST", *,
@@ -363,7 +362,7 @@ class DockerEngine:
         params = {"stream": "0", "one-shot": "1"}
         # Read as JSON whatever the Content-Type: Podman 4.3 sends none with its stats (and
         # aiodocker then returns "" for a JSON body).
-        raw = await self._body_json("stats", f"containers/{quote(cid)}/stats", params=params)
+        raw = await self.request("stats", f"containers/{quote(cid)}/stats", params=params)
         usage = ((raw or {}).get("cpu_stats") or {}).get("cpu_usage") or {}
         total = usage.get("total_usage")
         return int(total) if isinstance(total, int) and total > 0 else None
@@ -449,12 +448,23 @@ class DockerEngine:
             # Podman 4.3 compares an event filter with its internal names ("died"): a "die"
             # filter matches nothing. The actions are filtered here instead (``_event``).
             del filters["event"]
-        params: dict[str, str] = {"filters": json.dumps(filters)}
-        if since_ns is not None:
-            params["since"] = f"{since_ns // 10**9}.{since_ns % 10**9:09d}"
+
+        def line(raw: Any) -> None:
+            if (event := _event(raw)) is not None:
+                on_event(event)
+
+        await self.stream_json("event stream", "events", event_params(filters, since_ns),
+                               on_connected, line)  # fmt: skip
+
+    async def stream_json(
+        self, what: str, path: str, params: Mapping[str, str],
+        on_connected: Callable[[], None], on_item: Callable[[Any], None],
+    ) -> NoReturn:  # fmt: skip
+        """Read a stream of JSON lines (``GET /events`` and its kin) until it breaks, then
+        raise ``EngineConnectionError``; ``on_item`` gets each decoded line."""
         try:
             async with self._stream_client._query(
-                "events", params=params, timeout=aiohttp.ClientTimeout()
+                path, params=dict(params), timeout=aiohttp.ClientTimeout()
             ) as resp:
                 try:
                     on_connected()
@@ -463,15 +473,37 @@ class DockerEngine:
                         buffer += chunk
                         *lines, buffer = buffer.split(b"\n")
                         for line in lines:
-                            if line.strip() and (event := _event(json.loads(line))) is not None:
-                                on_event(event)
+                            if line.strip():
+                                on_item(json.loads(line))
                 finally:
                     resp.close()  # a stream cut short cannot go back to the pool
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
-            raise self._failure(exc, "event stream") from exc
+            raise self._failure(exc, what) from exc
         except ValueError as exc:  # a line that is not JSON: the stream is broken
-            raise EngineConnectionError(f"event stream sent garbage: {exc}") from exc
-        raise EngineConnectionError("the event stream ended")
+            raise EngineConnectionError(f"{what} sent garbage: {exc}") from exc
+        raise EngineConnectionError(f"the {what} ended")
+
+    async def request(
+        self, what: str, path: str, method: str = "GET", *,
+        params: Mapping[str, str] | None = None, data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:  # fmt: skip
+        """Any Engine API call answered with JSON (or nothing: None), for the engines built
+        on this one's transport (Swarm's services and tasks)."""
+        try:
+            async with self._api_client._query(
+                path, method=method, params=dict(params) if params else None,
+                data=json.dumps(data) if data is not None else None,
+                headers=dict(headers) if headers else None,
+            ) as resp:  # fmt: skip
+                body = await resp.read()
+                resp.release()
+        except (DockerError, *_TRANSPORT_ERRORS) as exc:
+            raise self._failure(exc, what) from exc
+        try:
+            return json.loads(body) if body.strip() else None
+        except ValueError as exc:
+            raise EngineCallError(200, f"{what}: the engine answered no JSON: {exc}") from exc
 
     # -- output and input --------------------------------------------------------------
 
@@ -510,12 +542,21 @@ class DockerEngine:
         finally:
             await stream.close()
 
-    @asynccontextmanager
-    async def read_logs(self, cid: str, *, follow: bool = False) -> AsyncIterator[OutputReader]:
+    def read_logs(
+        self, cid: str, *, follow: bool = False
+    ) -> AbstractAsyncContextManager[OutputReader]:
         params = {"stdout": "1", "stderr": "1", "follow": "1" if follow else "0"}
+        return self.read_frames("logs", f"containers/{quote(cid)}/logs", params)
+
+    @asynccontextmanager
+    async def read_frames(
+        self, what: str, path: str, params: Mapping[str, str]
+    ) -> AsyncIterator[OutputReader]:
+        """A multiplexed output stream (``/logs`` of a container, of a Swarm task), frame by
+        frame: (1 stdout | 2 stderr, bytes), None at its end."""
         try:
             async with self._stream_client._query(
-                f"containers/{quote(cid)}/logs", params=params, timeout=aiohttp.ClientTimeout()
+                path, params=dict(params), timeout=aiohttp.ClientTimeout()
             ) as resp:
                 content = resp.content
 
@@ -532,7 +573,7 @@ class DockerEngine:
                 finally:
                     resp.close()
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
-            raise self._failure(exc, "logs") from exc
+            raise self._failure(exc, what) from exc
 
     async def copy_out(self, cid: str, path: str, write: Callable[[bytes], object]) -> None:
         try:
