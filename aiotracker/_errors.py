@@ -24,6 +24,7 @@ from ._exceptions import (
     JobNameInUseError,
     JobNotFoundError,
     TrackerError,
+    UnsupportedOperationError,
 )
 
 # Engine 500s that are the job's own config, not the engine failing (Docker 20.10's wording).
@@ -65,6 +66,8 @@ def translate(
         return InternalError(f"{op}: {exc!r}", job_id=job_id)
     status, message = exc.status, exc.message
     lowered = message.lower()
+    if status == 501:  # what this engine cannot do (Swarm: a job's stdin, a pause, ...)
+        return UnsupportedOperationError(f"{op}: {message}", job_id=job_id)
     if op == "pull":
         return _pull_error(status, message, image)
     if status == 404:

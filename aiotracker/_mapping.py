@@ -82,6 +82,8 @@ def state_from_event(action: str, name: str) -> JobState | None:
         return JobState.RUNNING
     if action == "pause":
         return JobState.SUSPENDED
+    if action == "lost":  # the engine lost sight of it (Swarm: its node is down)
+        return JobState.UNDETERMINED
     if action in ("create", "rename"):
         if is_terminated_name(name):
             return JobState.FAILED
@@ -193,7 +195,7 @@ def job_info_from_details(
         annotation=annotation(d),
         state=state,
         sub_state=_sub_state(d, state),
-        allocated_machines=(engine_host,) if engine_host else (),
+        allocated_machines=(d.machine or engine_host,) if d.machine or engine_host else (),
         submission_machine=d.labels.get(SUBMISSION_HOST_LABEL, ""),
         job_owner=d.labels.get(SUBMITTER_LABEL, ""),
         slots=1,

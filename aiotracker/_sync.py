@@ -27,7 +27,6 @@ from ._labels import (
     SESSION_LABEL,
     base_name,
     container_name,
-    is_container_id,
 )
 from ._mapping import state_from_summary
 from ._model import JobState
@@ -181,7 +180,7 @@ class Sync:
             raise JobNotFoundError(f"job ids are strings, got {job_id!r}", job_id=str(job_id))
         if job_id in self._cache:
             return job_id
-        if not is_container_id(job_id):
+        if not self._engine.is_job_id(job_id):
             raise JobNotFoundError(f"no job {job_id!r} in this session", job_id=job_id)
         details = await self.details(job_id)
         if details.container_id not in self._cache:

@@ -103,6 +103,7 @@ class ContainerDetails:
     hostname: str = ""
     working_dir: str = ""
     restart_policy: str = ""
+    machine: str = ""  # the node that ran it, where an engine has several (Swarm)
 
 
 # Reads the next frame of a job's output: (1 stdout | 2 stderr, bytes), or None at the end.
@@ -127,6 +128,11 @@ class Engine(Protocol):
         ...
 
     async def info(self) -> EngineInfo: ...
+
+    def is_job_id(self, text: str) -> bool:
+        """Whether ``text`` may be (a prefix of) one of this engine's job ids, as opposed to a
+        name, which the engine would resolve too."""
+        ...
 
     async def create(self, config: Mapping[str, Any], name: str | None) -> str:
         """Create a container; returns its full id."""

@@ -25,6 +25,7 @@ from typing import IO, Any, Concatenate, NoReturn, ParamSpec, TypeAlias, TypeVar
 import anyio
 import anyio.lowlevel
 
+from .._labels import is_container_id
 from .base import (
     EVENT_ACTIONS,
     ContainerDetails,
@@ -211,6 +212,9 @@ class FakeEngine:
     def client(self) -> FakeClient:
         """A connection of its own to this engine, for one of several trackers."""
         return FakeClient(self)
+
+    def is_job_id(self, text: str) -> bool:
+        return is_container_id(text)
 
     async def open(self) -> EngineInfo:
         """Connect (again after ``aclose``): an ``info`` call."""

@@ -49,6 +49,9 @@ class FakeClient:
     async def info(self) -> EngineInfo:
         return await self._up("info").info()
 
+    def is_job_id(self, text: str) -> bool:
+        return self.engine.is_job_id(text)
+
     async def create(self, config: Mapping[str, Any], name: str | None) -> str:
         return await self._up("create").create(config, name)
 
