@@ -232,7 +232,8 @@ class Runtime:
                 self.tasks.spawn(self._arm_timers)
                 if not self.observer:
                     self.sync.on_lease_event = self.leases.on_event
-                ready.set_result(None)
+                if not ready.done():  # open() was cancelled while we seeded: _stop ends us
+                    ready.set_result(None)
                 await self._closing.wait()
                 self.leases.closing = True
                 finished = self.leases.finished()

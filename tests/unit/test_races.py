@@ -619,3 +619,29 @@ async def test_output_stream_that_ends_before_the_job_is_completed_from_the_log(
         assert info.faults == ()
     else:
         assert any(f.startswith("output incomplete") for f in info.faults), info.faults
+
+
+# -- a cancelled open (Ctrl-C while the tracker seeds) ---------------------------------------
+
+
+async def test_open_cancelled_while_seeding_closes_quietly(
+    engine: FakeEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelling ``open`` while the tracker seeds its cache (the CLI's Ctrl-C at start) closes
+    it without an error from the background work: the seed that ends after the cancel finds
+    open() gone, not a future to resolve."""
+    gate = engine.hold("list_containers", after=True)
+    tracker = DockerTracker(SESSION, engine=engine, engine_timeout=2)
+    opening = asyncio.create_task(tracker.__aenter__())
+    with anyio.fail_after(2):
+        await gate.arrived.wait()
+    opening.cancel()
+    await asyncio.sleep(0)  # open() is now in _stop, awaiting the seeding task
+    gate.release()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    assert "background work failed" not in caplog.text
+    assert "InvalidStateError" not in caplog.text
+    assert engine.open_streams == 0
+    with pytest.raises(TrackerClosedError):
+        await tracker.list_jobs()
