@@ -351,13 +351,14 @@ class StateCache:
             self._set(job, JobState.DONE if exit_code == 0 else JobState.FAILED, out, changes)
         return out, changes
 
-    def mark_started(self, job_id: str) -> tuple[Wakeups, list[Change]]:
-        """``start`` returned: RUNNING unless an event already moved the job on."""
+    def mark_started(self, job_id: str, *, running: bool = True) -> tuple[Wakeups, list[Change]]:
+        """``start`` returned: RUNNING unless an event already moved the job on (``running``
+        False: the engine only scheduled it, and its start event will say when it runs)."""
         out, changes = Wakeups(), list[Change]()
         job = self._jobs.get(job_id)
         if job is not None and job.state in (JobState.QUEUED, JobState.QUEUED_HELD):
             job.ever_started = True
-            if not job.exited:
+            if running and not job.exited:
                 self._set(job, JobState.RUNNING, out, changes)
         return out, changes
 

@@ -396,7 +396,7 @@ class Submitter:
             started.set_result(ok)
             if not ok and self._stager is not None:
                 self._stager.disarm(job_id)
-        self._publish(self._cache.mark_started(job_id))
+        self._publish(self._cache.mark_started(job_id, running=self._engine.starts_at_once))
         return None
 
     async def _did_start(self, job_id: str) -> bool:

@@ -119,6 +119,12 @@ class Engine(Protocol):
         """Where the engine is, for messages."""
         ...
 
+    @property
+    def starts_at_once(self) -> bool:
+        """Whether a start that returned means the job runs (Docker), or only that a scheduler
+        will place it (Swarm: QUEUED until its start event)."""
+        ...
+
     async def open(self) -> EngineInfo:
         """Connect and read the engine's identity and clock."""
         ...

@@ -179,6 +179,7 @@ class DockerEngine:
         self.url = self.endpoint.url
         self._ssl = self.endpoint.tls.context() if self.endpoint.tls is not None else None
         self.product = "docker"
+        self.starts_at_once = True
         self._limit = connection_limit
         self._timeout = timeout
         self._api: aiodocker.Docker | None = None

@@ -108,6 +108,7 @@ class FakeEngine:
         # The fake registry's images: image -> the X-Registry-Auth its pull needs (None: any).
         self.registry: dict[str, str | None] = {}
         self._serial = 0
+        self.starts_at_once = True
 
     @property
     def url(self) -> str:

@@ -34,6 +34,10 @@ class FakeClient:
     def url(self) -> str:
         return self.engine.url
 
+    @property
+    def starts_at_once(self) -> bool:
+        return True
+
     def _up(self, op: str) -> FakeEngine:
         if self.closed or op in self.refuse:
             raise EngineConnectionError("this client is closed")

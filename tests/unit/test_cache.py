@@ -370,6 +370,17 @@ def test_mark_started_publishes_running_unless_a_die_came_first() -> None:
     assert state(other) is JobState.QUEUED
 
 
+def test_mark_started_on_a_scheduling_engine_waits_for_the_start_event() -> None:
+    """On an engine whose start only schedules the job (Swarm), start returning leaves it
+    QUEUED (but known to be started, not held); its start event makes it RUNNING."""
+    cache = StateCache()
+    apply(cache, event("create", 1))
+    assert cache.mark_started(JOB, running=False)[1] == []
+    assert state(cache) is JobState.QUEUED
+    assert cache.require(JOB).ever_started is True
+    assert apply(cache, event("start", 2))[1] == [Change(JOB, None, JobState.RUNNING)]
+
+
 def test_array_labels_give_array_id_and_index() -> None:
     """A create event's array labels make the job a task; array_jobs lists tasks by index."""
     cache = StateCache()
