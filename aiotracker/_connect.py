@@ -5,12 +5,13 @@ not answer is ``DrmCommunicationError``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from ._engine.base import Engine
 from ._engine.docker import DockerEngine
 from ._engine.endpoint import UnsupportedEndpointError
+from ._engine.swarm import SwarmEngine
 from ._errors import engine_errors
 from ._exceptions import InvalidArgumentError, UnsupportedOperationError
 from ._tasks import shielded
@@ -20,6 +21,24 @@ def docker_engine(docker_url: str | None, *, connection_limit: int, timeout: flo
     """The Docker (or Podman) engine at ``docker_url`` (None: the client configuration)."""
     try:
         return DockerEngine(docker_url, connection_limit=connection_limit, timeout=timeout)
+    except UnsupportedEndpointError as exc:
+        raise UnsupportedOperationError(str(exc)) from exc
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from exc
+
+
+def swarm_engine(
+    docker_url: str | None, *, node_urls: Sequence[str], poll_interval: float,
+    connection_limit: int, timeout: float,
+) -> Engine:  # fmt: skip
+    """The Swarm manager at ``docker_url``, with the nodes' engines at ``node_urls``."""
+    if not poll_interval > 0:
+        raise InvalidArgumentError(f"poll_interval must be positive, got {poll_interval!r}")
+    try:
+        return SwarmEngine(
+            docker_url, node_urls=node_urls, poll_interval=poll_interval,
+            connection_limit=connection_limit, timeout=timeout,
+        )  # fmt: skip
     except UnsupportedEndpointError as exc:
         raise UnsupportedOperationError(str(exc)) from exc
     except ValueError as exc:

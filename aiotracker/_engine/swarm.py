@@ -1,0 +1,676 @@
+"""The Docker Swarm implementation of the engine boundary: jobs as services, tracked without
+task events.
+
+A job is a ``ReplicatedJob`` service (``swarm_spec``); the tracker above sees a container whose
+id is the service id, and everything it knows of containers (create, start, inspect, list,
+events, logs) is translated here. Leases, which need an attached stdin, stay plain containers
+on the manager's own engine, reached through the same client (``DockerEngine``).
+
+Swarm sends no task events (moby/moby#37403), so this engine makes them:
+
+- The manager's event stream (``service`` and ``node`` events, replayed with ``since``) says
+  when a job appears, is started or relabelled by another tracker, is removed, and when a node
+  goes down (its running jobs are then ``lost``: UNDETERMINED until Swarm says more).
+- One task poller for the whole session: while any started job has not ended, a single
+  ``GET /tasks`` filtered on those jobs' services every ``poll_interval``; nothing when none
+  is unfinished. Each task's progress becomes the container event Docker would have sent
+  (``start``, ``die`` with its exit code), stamped with the task's own time. Its cost grows
+  with the unfinished jobs (one call, a bigger answer), never with the waits on them.
+- Where the nodes' engines are given (``node_urls``), their container event streams are
+  hints: a task container's ``die`` (with its exit code) or ``pause`` is passed on at once
+  (about 1 ms instead of a polling interval), and pause/resume go to the node that runs it.
+
+Starting and terminating are spec updates, and Swarm reruns a job at every update of its spec
+(a new ``JobIteration``): a job is made with a constraint no node meets (``UNSTARTED``, as a
+created container waits), started by lifting it, and terminated by putting it back, which
+shuts down the run's task. The run's iteration is kept in ``RUN_LABEL`` so that every reader
+looks at the run's task, not at the pending one that follows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import IO, Any, NoReturn
+from urllib.parse import quote
+
+import anyio
+
+from .._labels import LEASE_LABEL
+from .base import (
+    ContainerDetails,
+    ContainerEvent,
+    ContainerSummary,
+    EngineCallError,
+    EngineConnectionError,
+    EngineInfo,
+    OutputReader,
+)
+from .docker import DockerEngine, event_params
+from .swarm_spec import (
+    NAME_LABEL,
+    SERVICE_ID_RE,
+    TaskView,
+    details,
+    is_started,
+    latest,
+    relabel,
+    service_name,
+    service_spec,
+    start_update,
+    stop_update,
+    summary,
+    task_view,
+    unsupported,
+)
+
+log = logging.getLogger("aiotracker")
+
+RUN_LABEL = "aiotracker.swarm.run"  # the JobIteration of the job's run (set by its start)
+_CONTAINER_ID_RE = re.compile(r"[0-9a-f]{64}")
+_TASK_SERVICE = "com.docker.swarm.service.id"  # on a task container's events
+
+
+def _time(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns % 10**9 // 1000)
+
+
+def _ns(moment: datetime | None) -> int:
+    if moment is None:
+        return 0
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+
+
+@dataclass(slots=True)
+class _Job:
+    """What the poller knows of one job of the session."""
+
+    labels: dict[str, str]
+    name: str
+    run: int | None = None  # its run's JobIteration; None: not started
+    task: TaskView | None = None  # the run's task, as last seen
+    killed: bool = False  # terminated by an update: its task is removed, not ended
+    started_ns: int = 0  # when its start event said it started (0: none passed on)
+    exit: tuple[int, int] | None = None  # (exit code, ns) of a die a node told first
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # a die was passed on
+
+    def attributes(self, **extra: str) -> dict[str, str]:
+        return {**self.labels, "name": self.name, **extra}
+
+
+class SwarmEngine:
+    """Jobs as Swarm services on the manager at ``docker_url`` (see ``base.Engine``).
+
+    Args:
+        docker_url: A manager's engine (``unix://`` or ``tcp://``; None: the client
+            configuration, as for Docker).
+        node_urls: The nodes' own engines, if reachable: hints for exits and pause state.
+        poll_interval: Seconds between task polls while any started job has not ended.
+    """
+
+    product = "swarm"
+    starts_at_once = False  # the scheduler places the task later: QUEUED until it runs
+
+    def __init__(
+        self, docker_url: str | None = None, *, node_urls: Sequence[str] = (),
+        connection_limit: int = 32, timeout: float = 30.0, poll_interval: float = 0.1,
+    ) -> None:  # fmt: skip
+        self._manager = DockerEngine(docker_url, connection_limit=connection_limit,
+                                     timeout=timeout)  # fmt: skip
+        self.url = self._manager.url
+        self._node_engines = [DockerEngine(u, connection_limit=4, timeout=timeout)
+                              for u in node_urls]  # fmt: skip
+        self._nodes: dict[str, DockerEngine] = {}  # node id -> its engine (those given)
+        self._hostnames: dict[str, str] = {}  # node id -> hostname
+        self._down: set[str] = set()  # nodes the manager says are down
+        self.poll_interval = poll_interval
+        self._jobs: dict[str, _Job] = {}  # service id -> what the poller knows
+        self._polled: set[str] = set()  # started and not ended: what each poll asks for
+        self._wake = asyncio.Event()
+        self._emit: Callable[[ContainerEvent], None] | None = None
+        self._labels: list[str] = []
+        self._local: set[str] = set()  # ids of plain containers on the manager (leases)
+        self._to_learn: dict[str, tuple[str, int]] = {}  # services others made or changed
+        self.polls = 0  # task polls made (the benchmark's calls on the manager)
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def open(self) -> EngineInfo:
+        info = await self._manager.open()
+        try:
+            _check_manager(self.url, await self._manager.request("info", "info"))
+            for node in self._node_engines:
+                await node.open()
+                node_raw = await node.request("info", "info")
+                self._nodes[str(((node_raw or {}).get("Swarm") or {}).get("NodeID"))] = node
+            await self._read_nodes()
+        except BaseException:
+            await self.aclose()
+            raise
+        return info
+
+    async def info(self) -> EngineInfo:
+        return await self._manager.info()
+
+    def is_job_id(self, text: str) -> bool:
+        return bool(SERVICE_ID_RE.fullmatch(text)) or self._manager.is_job_id(text)
+
+    async def aclose(self) -> None:
+        for engine in (self._manager, *self._node_engines):
+            await engine.aclose()
+
+    async def _read_nodes(self) -> None:
+        for node in await self._manager.request("nodes", "nodes") or ():
+            node_id = str(node.get("ID") or "")
+            self._hostnames[node_id] = str((node.get("Description") or {}).get("Hostname") or "")
+            if ((node.get("Status") or {}).get("State")) == "down":
+                self._down.add(node_id)
+            else:
+                self._down.discard(node_id)
+
+    # -- which object an id names ------------------------------------------------------------
+
+    def _is_local(self, cid: str) -> bool:
+        return cid in self._local or bool(_CONTAINER_ID_RE.fullmatch(cid))
+
+    async def _service(self, ref: str) -> dict[str, Any]:
+        """A job's service by id (or id prefix), or by the job's container name."""
+        key = ref if SERVICE_ID_RE.fullmatch(ref) else service_name(ref)
+        raw: dict[str, Any] = await self._manager.request("inspect", f"services/{quote(key)}")
+        return raw
+
+    async def _tasks(self, service_ids: Sequence[str]) -> list[TaskView]:
+        if not service_ids:
+            return []
+        params = {"filters": json.dumps({"service": list(service_ids)})}
+        return [task_view(t) for t in await self._manager.request("tasks", "tasks", params=params)]
+
+    @staticmethod
+    def _run_of(service: Mapping[str, Any]) -> int | None:
+        text = ((service.get("Spec") or {}).get("Labels") or {}).get(RUN_LABEL)
+        return int(text) if text and text.isdigit() else None
+
+    def _run_task(self, service: Mapping[str, Any], tasks: Sequence[TaskView]) -> TaskView | None:
+        run = self._run_of(service)
+        if run is None:
+            return latest(tasks)  # not started: its pending task, if any
+        return latest([t for t in tasks if t.iteration == run])
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def create(self, config: Mapping[str, Any], name: str | None) -> str:
+        if LEASE_LABEL in (config.get("Labels") or {}):
+            cid = await self._manager.create(config, name)
+            self._local.add(cid)
+            return cid
+        job_name = name or f"aiotracker-{id(config):x}"
+        spec = service_spec(config, job_name, started=False)
+        raw = await self._manager.request("create", "services/create", "POST", data=spec)
+        sid = str(raw["ID"])
+        self._jobs[sid] = _Job(dict(spec["Labels"]), job_name)
+        return sid
+
+    async def _update(self, what: str, service: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
+        version = str((service.get("Version") or {}).get("Index"))
+        sid = quote(str(service["ID"]))
+        await self._manager.request(what, f"services/{sid}/update", "POST",
+                                    params={"version": version}, data=spec)  # fmt: skip
+
+    async def start(self, cid: str) -> None:
+        if self._is_local(cid):
+            await self._manager.start(cid)
+            return
+        service = await self._service(cid)
+        spec = service.get("Spec") or {}
+        if is_started(spec):
+            return  # as a 304: started already
+        iteration = int(((service.get("JobStatus") or {}).get("JobIteration") or {}).get("Index")
+                        or 0)  # fmt: skip
+        run = iteration + 1  # the update makes the next iteration: the run
+        spec = start_update(spec)
+        spec["Labels"] = {**spec.get("Labels", {}), RUN_LABEL: str(run)}
+        await self._update("start", service, spec)
+        job = self._job(service)
+        job.run = run
+        self._follow(str(service["ID"]))
+
+    async def kill(self, cid: str) -> None:
+        """Terminate: a SIGKILL by the engine of the node that runs it, where given (the task
+        fails with 137 and keeps its log); else the constraint no node meets goes back (a new
+        iteration that never runs) and Swarm removes the run's task (SIGTERM, then SIGKILL at
+        once: a job's grace period is 0), with its container and its log."""
+        if self._is_local(cid):
+            await self._manager.kill(cid)
+            return
+        service = await self._service(cid)
+        spec = service.get("Spec") or {}
+        sid = str(service["ID"])
+        job = self._job(service)
+        if not is_started(spec) or (job.task is not None and job.task.ended):
+            raise EngineCallError(409, f"container {cid} is not running")
+        task = self._run_task(service, await self._tasks([sid]))
+        node = self._nodes.get(task.node_id) if task is not None else None
+        if task is not None and node is not None and task.container_id:
+            await node.kill(task.container_id)
+            return
+        await self._update("kill", service, stop_update(spec))
+        job.killed = True
+        self._follow(sid)
+
+    async def pause(self, cid: str) -> None:
+        engine, container = await self._on_node(cid, "suspend")
+        await engine.pause(container)
+
+    async def unpause(self, cid: str) -> None:
+        engine, container = await self._on_node(cid, "resume")
+        await engine.unpause(container)
+
+    async def _on_node(self, cid: str, what: str) -> tuple[DockerEngine, str]:
+        """The engine of the node that runs the job, and its task's container."""
+        if self._is_local(cid):
+            return self._manager, cid
+        service = await self._service(cid)
+        task = self._run_task(service, await self._tasks([str(service["ID"])]))
+        if task is None or task.status != "running":
+            raise EngineCallError(409, f"container {cid} is not running")
+        engine = self._nodes.get(task.node_id)
+        if engine is None:
+            raise unsupported(f"{what} here: the engine of node "
+                              f"{self._hostnames.get(task.node_id, task.node_id)} is not given "
+                              "(SwarmTracker(node_urls=...))")  # fmt: skip
+        return engine, task.container_id
+
+    async def rename(self, cid: str, name: str) -> None:
+        if self._is_local(cid):
+            await self._manager.rename(cid, name)
+            return
+        service = await self._service(cid)
+        spec = service.get("Spec") or {}
+        if is_started(spec):
+            # An update would run the job again: a started job keeps its name until it ends.
+            raise EngineCallError(409, f"container {cid} is running: Swarm renames no run")
+        await self._update("rename", service, relabel(spec, name))
+        self._job(service).name = name
+
+    async def disable_restart(self, cid: str) -> None:
+        if self._is_local(cid):
+            await self._manager.disable_restart(cid)
+        # A job's service never restarts its task (RestartPolicy none).
+
+    async def remove(self, cid: str, *, force: bool = False) -> None:
+        if self._is_local(cid):
+            await self._manager.remove(cid, force=force)
+            self._local.discard(cid)
+            return
+        service = await self._service(cid)
+        sid = str(service["ID"])
+        await self._manager.request("remove", f"services/{quote(sid)}", "DELETE")
+        self._polled.discard(sid)
+        self._jobs.pop(sid, None)
+
+    async def inspect(self, cid: str) -> ContainerDetails:
+        if self._is_local(cid):
+            return await self._manager.inspect(cid)
+        try:
+            service = await self._service(cid)
+        except EngineCallError as exc:
+            if exc.status != 404:
+                raise
+            return await self._manager.inspect(cid)  # a lease, by its name
+        sid = str(service["ID"])
+        task = self._run_task(service, await self._tasks([sid]))
+        job = self._jobs.get(sid)
+        started_at = _time(job.started_ns) if job is not None and job.started_ns else None
+        d = details(service, task, started_at=started_at)
+        if job is not None and job.exit is not None and task is not None and not task.ended:
+            # A node told the exit before the manager knows it: the node's word.
+            code, at = job.exit
+            d = replace(d, status="exited", running=False, exit_code=code, finished_at=_time(at),
+                        started_at=started_at or d.started_at or _time(at))  # fmt: skip
+        if task is None or not task.node_id:
+            return d
+        if task.node_id not in self._hostnames:
+            await self._read_nodes()  # a node that joined since
+        d = replace(d, machine=self._hostnames.get(task.node_id, task.node_id))
+        if task.status == "running" and task.node_id in self._down:
+            return replace(d, status="unknown", running=False)  # nobody can tell its state
+        return d
+
+    async def list_containers(
+        self, label: str | None, *, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[ContainerSummary]:
+        local = [
+            c
+            for c in await self._manager.list_containers(label, filters=filters)
+            if _TASK_SERVICE not in c.labels
+        ]  # a job's task, run by the manager as a node
+        self._local.update(c.container_id for c in local)
+        if label is not None and label.startswith(LEASE_LABEL):
+            return local
+        params = {"filters": json.dumps({"label": [label]})} if label else None
+        services = await self._manager.request("list", "services", params=params) or []
+        tasks = await self._tasks([str(s["ID"]) for s in services])
+        by_service: dict[str, list[TaskView]] = {}
+        for t in tasks:
+            by_service.setdefault(t.service_id, []).append(t)
+        out = [summary(s, self._run_task(s, by_service.get(str(s["ID"]), [])))
+               for s in services]  # fmt: skip
+        out = [s for s in out if _matches(s, filters or {})]
+        return [*out, *local]
+
+    async def cpu_usage_ns(self, cid: str) -> int | None:
+        try:
+            engine, container = await self._on_node(cid, "stats")
+        except EngineCallError:
+            return None
+        return await engine.cpu_usage_ns(container)
+
+    async def image_tags(self) -> list[str]:
+        return await self._manager.image_tags()
+
+    async def image_present(self, image: str) -> bool:
+        return True  # each node resolves its own images (pulls are the nodes' business)
+
+    async def pull(
+        self, image: str, auth: str | None, progress: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        raise unsupported("pulls: each node pulls its own images")
+
+    # -- what the poller follows -----------------------------------------------------------
+
+    def _job(self, service: Mapping[str, Any]) -> _Job:
+        sid = str(service["ID"])
+        job = self._jobs.get(sid)
+        spec = service.get("Spec") or {}
+        labels = dict(spec.get("Labels") or {})
+        if job is None:
+            job = self._jobs[sid] = _Job(labels, str(labels.get(NAME_LABEL) or spec.get("Name")))
+        if job.run is None:
+            job.run = self._run_of(service)
+        return job
+
+    def _follow(self, sid: str) -> None:
+        self._polled.add(sid)
+        self._wake.set()
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def stream_events(
+        self,
+        labels: Sequence[str],
+        since_ns: int | None,
+        on_connected: Callable[[], None],
+        on_event: Callable[[ContainerEvent], None],
+    ) -> NoReturn:
+        self._emit, self._labels = on_event, list(labels)
+        parts = 2 + len(self._nodes)
+        ready = anyio.Event()
+
+        def connected() -> None:
+            nonlocal parts
+            parts -= 1
+            if parts == 0:
+                ready.set()
+
+        swarm_filters = {"type": ["service", "node"]}
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._manager.stream_events, labels, since_ns, connected,
+                              self._local_event)  # fmt: skip
+                tg.start_soon(self._manager.stream_json, "swarm event stream", "events",
+                              event_params(swarm_filters, since_ns), connected,
+                              self._swarm_event)  # fmt: skip
+                for node in self._nodes.values():
+                    tg.start_soon(node.stream_events, labels, None, connected, self._hint)
+                await ready.wait()
+                await self._catch_up()
+                on_connected()
+                await self._poll_forever()
+        except* EngineCallError as group:
+            failure = group.exceptions[0]
+            raise EngineConnectionError(f"the Swarm manager failed: {failure}") from None
+        except* EngineConnectionError as group:
+            raise group.exceptions[0] from None
+        raise EngineConnectionError("the Swarm event streams ended")  # not reached
+
+    async def _catch_up(self) -> None:
+        """After (re)connecting: every job of the session the poller must follow."""
+        await self._read_nodes()
+        params = {"filters": json.dumps({"label": self._labels})}
+        for service in await self._manager.request("list", "services", params=params) or ():
+            job = self._job(service)
+            if job.run is not None and not job.ended.is_set():
+                self._polled.add(str(service["ID"]))
+        await self._poll()
+
+    async def _poll_forever(self) -> NoReturn:
+        while True:
+            if not self._polled and not self._to_learn:
+                self._wake.clear()
+                await self._wake.wait()
+            while self._to_learn:
+                sid, (action, at) = self._to_learn.popitem()
+                await self._learn(sid, action, at)
+            await self._poll()
+            await asyncio.sleep(self.poll_interval)
+
+    async def _poll(self) -> None:
+        """One ``GET /tasks`` for every started job that has not ended."""
+        if not self._polled:
+            return
+        self.polls += 1
+        try:
+            tasks = await self._tasks(sorted(self._polled))
+        except EngineCallError as exc:
+            if exc.status != 404:
+                raise
+            await self._drop_removed()  # one of them was removed: a 404 for the whole call
+            tasks = await self._tasks(sorted(self._polled))
+        by_service: dict[str, list[TaskView]] = {}
+        for t in tasks:
+            by_service.setdefault(t.service_id, []).append(t)
+        for sid in list(self._polled):
+            job = self._jobs.get(sid)
+            if job is None or job.run is None:
+                self._polled.discard(sid)
+                continue
+            task = latest([t for t in by_service.get(sid, []) if t.iteration == job.run])
+            if task is not None:
+                self._observe(sid, job, task)
+            elif job.killed or job.task is not None:
+                # Its task is gone before we saw it end: removed by a terminate.
+                self._died(sid, job, 137, time.time_ns())
+
+    async def _drop_removed(self) -> None:
+        """Forget the followed jobs whose services are gone (their remove events may still be
+        on their way)."""
+        params = {"filters": json.dumps({"id": sorted(self._polled)})}
+        services = await self._manager.request("list", "services", params=params) or ()
+        present = {str(s["ID"]) for s in services}
+        for sid in self._polled - present:
+            self._polled.discard(sid)
+            gone = self._jobs.pop(sid, None)
+            if gone is not None:
+                self._send(sid, "destroy", time.time_ns(), gone)
+
+    def _observe(self, sid: str, job: _Job, task: TaskView, *, time_ns: int = 0) -> None:
+        """A task's state, seen by a poll or a hint: the events it implies, once each."""
+        job.task = task
+        at = time_ns or _ns(task.timestamp)
+        if task.status == "running" and not job.started_ns:
+            self._started(sid, job, at)
+        elif task.ended and not job.ended.is_set():
+            if not job.started_ns and task.container_id:
+                self._started(sid, job, at - 1)
+            self._died(sid, job, task.exit_code or 0, at)
+
+    def _started(self, sid: str, job: _Job, at: int) -> None:
+        job.started_ns = at
+        self._send(sid, "start", at, job)
+
+    def _died(self, sid: str, job: _Job, code: int, at: int) -> None:
+        job.ended.set()
+        self._polled.discard(sid)
+        self._send(sid, "die", at, job, exitCode=str(code))
+
+    def _send(self, sid: str, action: str, at: int, job: _Job, **extra: str) -> None:
+        if self._emit is not None:
+            self._emit(ContainerEvent(sid, action, at, job.attributes(**extra)))
+
+    def _swarm_event(self, raw: Any) -> None:
+        kind, action = raw.get("Type"), raw.get("Action")
+        actor = raw.get("Actor") or {}
+        at = int(raw.get("timeNano") or 0)
+        if kind == "node" and action == "update":
+            attrs = actor.get("Attributes") or {}
+            node_id = str(actor.get("ID") or "")
+            if attrs.get("state.new") == "down":
+                self._down.add(node_id)
+                for sid in list(self._polled):
+                    job = self._jobs[sid]
+                    if job.task is not None and job.task.node_id == node_id and job.started_ns:
+                        self._send(sid, "lost", at, job)
+            elif attrs.get("state.new") == "ready":
+                self._down.discard(node_id)
+            return
+        if kind != "service":
+            return
+        sid = str(actor.get("ID") or "")
+        if action == "remove":
+            gone = self._jobs.pop(sid, None)
+            self._polled.discard(sid)
+            if gone is not None:
+                self._send(sid, "destroy", at, gone)
+        elif action in ("create", "update"):
+            self._to_learn.setdefault(sid, (action, at))  # read by the poller's task
+            self._wake.set()
+
+    async def _learn(self, sid: str, action: str, at: int) -> None:
+        """Another tracker's job (or ours, changed): read its service once."""
+        try:
+            service = await self._manager.request("inspect", f"services/{quote(sid)}")
+        except (EngineCallError, EngineConnectionError):
+            return  # removed meanwhile, or the manager is away (a catch-up follows)
+        labels = (service.get("Spec") or {}).get("Labels") or {}
+        if not all(_has_label(labels, want) for want in self._labels):
+            return
+        known = sid in self._jobs
+        job = self._job(service)
+        name = str(labels.get(NAME_LABEL) or job.name)
+        if not known and action == "create":
+            self._send(sid, "create", at, job)
+        elif name != job.name:
+            job.name = name
+            self._send(sid, "rename", at, job)
+        if job.run is not None and not job.ended.is_set():
+            self._follow(sid)
+
+    def _local_event(self, event: ContainerEvent) -> None:
+        """An event of the manager's own engine: a lease's, or (the manager is a node too) a
+        job's task container's, which is a hint like any node's."""
+        if _TASK_SERVICE in event.attributes:
+            self._hint(event)
+        elif self._emit is not None:
+            self._emit(event)
+
+    def _hint(self, event: ContainerEvent) -> None:
+        """A task container's event on its node: the die at once, pause state."""
+        sid = event.attributes.get(_TASK_SERVICE, "")
+        job = self._jobs.get(sid)
+        if job is None or job.run is None:
+            return
+        if event.action in ("pause", "unpause"):
+            self._send(sid, event.action, event.time_ns, job)
+        elif event.action == "die" and not job.ended.is_set():
+            if job.task is None or job.task.container_id in ("", event.container_id):
+                code = event.attributes.get("exitCode", "0")
+                job.exit = (int(code) if code.lstrip("-").isdigit() else 0, event.time_ns)
+                if not job.started_ns:
+                    self._started(sid, job, event.time_ns - 1)
+                self._died(sid, job, job.exit[0], event.time_ns)
+        elif event.action == "start" and not job.started_ns:
+            self._started(sid, job, event.time_ns)
+
+    # -- output ----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def attach_output(self, cid: str, *, logs: bool = False) -> AsyncIterator[OutputReader]:
+        """Swarm has no attach: the task's whole log once it has ended (the ``local`` log
+        driver keeps it byte for byte, stdout and stderr apart)."""
+        async with self._task_log(cid, wait=True) as read:
+            yield read
+
+    def read_logs(
+        self, cid: str, *, follow: bool = False
+    ) -> AbstractAsyncContextManager[OutputReader]:
+        return self._task_log(cid, wait=follow)
+
+    @asynccontextmanager
+    async def _task_log(self, cid: str, *, wait: bool) -> AsyncIterator[OutputReader]:
+        if self._is_local(cid):
+            async with self._manager.read_logs(cid, follow=wait) as local:
+                yield local
+            return
+        job = self._jobs.get(cid)
+        opened: AbstractAsyncContextManager[OutputReader] | None = None
+        reader: OutputReader | None = None
+
+        async def read() -> tuple[int, bytes] | None:
+            nonlocal opened, reader
+            if reader is None:
+                if wait and job is not None:
+                    await job.ended.wait()
+                service = await self._service(cid)
+                task = self._run_task(service, await self._tasks([str(service["ID"])]))
+                if task is None or not task.container_id:
+                    return None  # never ran: no output
+                params = {"stdout": "1", "stderr": "1", "follow": "0"}
+                opened = self._manager.read_frames("logs", f"tasks/{quote(task.task_id)}/logs",
+                                                   params)  # fmt: skip
+                reader = await opened.__aenter__()
+            return await reader()
+
+        try:
+            yield read
+        finally:
+            if opened is not None:
+                await opened.__aexit__(None, None, None)
+
+    async def copy_out(self, cid: str, path: str, write: Callable[[bytes], object]) -> None:
+        engine, container = await self._on_node(cid, "stage-out")
+        await engine.copy_out(container, path, write)
+
+    async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
+        raise unsupported("jobs that read an input_path")
+
+    def hold_stdin(self, cid: str) -> AbstractAsyncContextManager[None]:
+        return self._manager.hold_stdin(cid)
+
+
+def _check_manager(url: str, info: Any) -> None:
+    swarm = (info or {}).get("Swarm") or {}
+    if not swarm.get("ControlAvailable"):
+        state = swarm.get("LocalNodeState") or "inactive"
+        raise EngineCallError(503, f"{url} is not a Swarm manager (LocalNodeState: {state})")
+
+
+def _has_label(labels: Mapping[str, str], want: str) -> bool:
+    key, eq, value = want.partition("=")
+    return key in labels and (not eq or labels[key] == value)
+
+
+def _matches(s: ContainerSummary, filters: Mapping[str, Sequence[str]]) -> bool:
+    """The engine's list filters (id prefix, name, status), applied to a job's service."""
+    ids, names, states = filters.get("id"), filters.get("name"), filters.get("status")
+    if ids and not any(s.container_id.startswith(i) for i in ids):
+        return False
+    if names and not any(n in s.name for n in names):
+        return False
+    return not (states and s.state not in states)

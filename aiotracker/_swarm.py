@@ -1,0 +1,58 @@
+"""SwarmTracker: the same tracker, its jobs run as Docker Swarm services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from ._connect import swarm_engine
+from ._pull import PullProgress
+from ._tracker import DockerTracker
+
+
+class SwarmTracker(DockerTracker):
+    """Runs DRMAA2 jobs as services of a Docker Swarm and tracks them; the API and its
+    semantics are ``DockerTracker``'s (docs/swarm.md says where Swarm differs).
+
+    Each job is a replicated-job service with one completion, placed by the swarm on any node
+    (``candidate_machines``: one node hostname, or a constraint such as
+    ``node.labels.zone==a``); ``JobInfo.allocated_machines`` names the node that ran it. An
+    array's tasks are services submitted in index order, never more than ``max_parallel``
+    unfinished at once. Swarm sends no task events: one task poller for the whole session
+    follows every unfinished job (one ``GET /tasks`` per ``poll_interval``, nothing when no
+    job is unfinished), and the nodes' own engines, where given, make exits known at once.
+
+    Args:
+        job_session: The session name, as for ``DockerTracker``.
+        docker_url: A manager's engine (None: the client configuration, as for Docker).
+        node_urls: The nodes' engines, if this process can reach them: exits are then known
+            about 1 ms after they happen instead of within a poll interval, and jobs can be
+            suspended and resumed (Swarm itself cannot pause a task).
+        poll_interval: Seconds between task polls while any job has not ended.
+        The other arguments are ``DockerTracker``'s.
+    """
+
+    def __init__(
+        self,
+        job_session: str,
+        *,
+        docker_url: str | None = None,
+        node_urls: Sequence[str] = (),
+        poll_interval: float = 0.1,
+        connection_limit: int = 32,
+        engine_timeout: float = 30.0,
+        labels: dict[str, str] | None = None,
+        max_inspects: int = 16,
+        role: Literal["worker", "observer"] = "worker",
+        on_pull: Callable[[PullProgress], None] | None = None,
+        max_running: int = 0,
+    ) -> None:
+        engine = swarm_engine(
+            docker_url, node_urls=node_urls, poll_interval=poll_interval,
+            connection_limit=connection_limit, timeout=engine_timeout,
+        )  # fmt: skip
+        super().__init__(
+            job_session, connection_limit=connection_limit, engine_timeout=engine_timeout,
+            labels=labels, max_inspects=max_inspects, role=role, on_pull=on_pull,
+            max_running=max_running, engine=engine,
+        )  # fmt: skip
