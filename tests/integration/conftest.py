@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from aiotracker import DockerTracker, JobTemplate
-from tests.conftest import ENGINE, RUN_LABEL, RUN_TOKEN, TEST_IMAGE
+from aiotracker import DockerTracker, JobTemplate, SwarmTracker
+from tests.conftest import ENGINE, RUN_LABEL, RUN_TOKEN, SWARM_MANAGER, SWARM_NODES, TEST_IMAGE
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -18,7 +18,7 @@ def engine() -> None:
     """Fail (not skip) when no engine answers: CI must run these tests."""
     done = subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=30)
     if done.returncode != 0:
-        script = "podman-engine.sh" if ENGINE == "podman" else "docker-engine.sh"
+        script = f"{ENGINE}-engine.sh"
         pytest.fail(f"no {ENGINE} engine answers: run scripts/{script}", pytrace=False)
 
 
@@ -32,9 +32,17 @@ def labels() -> dict[str, str]:
     return {RUN_LABEL: RUN_TOKEN}
 
 
+def make_tracker(session_name: str, **kw: Any) -> DockerTracker:
+    """A tracker of the engine under test: a SwarmTracker (with the nodes' hints) on Swarm."""
+    if ENGINE == "swarm":
+        kw.pop("docker_url", None)
+        return SwarmTracker(session_name, docker_url=SWARM_MANAGER, node_urls=SWARM_NODES, **kw)
+    return DockerTracker(session_name, **kw)
+
+
 @pytest.fixture
 async def tracker(session_name: str, labels: dict[str, str]) -> AsyncIterator[DockerTracker]:
-    async with DockerTracker(session_name, labels=labels) as t:
+    async with make_tracker(session_name, labels=labels) as t:
         yield t
         stats = t.statistics()
     assert stats.waiters == 0, "a test left a waiter behind"

@@ -20,6 +20,7 @@ from aiotracker import (
 )
 from aiotracker._labels import container_name
 from tests.conftest import RUN_LABEL, RUN_TOKEN, TEST_IMAGE
+from tests.integration.conftest import make_tracker
 from tests.integration.test_tracker import session_containers
 
 Make = Callable[..., JobTemplate]
@@ -241,7 +242,7 @@ async def test_reopen_resumes_array(
 ) -> None:
     """Close with an array (10 tasks, max 2) half done, reopen: same ids, holds kept, resumed."""
     t = template("sh", "-c", TIMED.format(secs="1"), output_path=str(tmp_path / "$DRMAA2_INDEX$"))
-    async with DockerTracker(session_name, labels=labels) as first:
+    async with make_tracker(session_name, labels=labels) as first:
         array_id = await first.add_array_job(t, 1, 10, max_parallel=2)
         tasks = await first.list_array_jobs(array_id)
         await first.job_control(tasks[8], "hold")
@@ -254,7 +255,7 @@ async def test_reopen_resumes_array(
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert docker_states == ["created"] * 6
-    async with DockerTracker(session_name, labels=labels) as second:
+    async with make_tracker(session_name, labels=labels) as second:
         assert await second.list_array_jobs(array_id) == tasks
         assert await second.job_state(tasks[8]) is JobState.QUEUED_HELD
         assert await second.job_state(tasks[9]) is JobState.FAILED
