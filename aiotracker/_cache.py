@@ -102,6 +102,12 @@ class Job:
     awaited: collections.deque[tuple[str, int]] | None = None
     waiters: list[Waiter] = field(default_factory=list)
 
+    @property
+    def takes_slot(self) -> bool:
+        """Started and not over: RUNNING or SUSPENDED, or started on an engine that has not
+        run it yet (Swarm: QUEUED until a node runs its task). A bound counts these."""
+        return self.state in ACTIVE or (self.ever_started and self.state not in TERMINAL)
+
     def __repr__(self) -> str:
         return f"<Job {self.job_id[:12]}… {self.state.name}>"
 

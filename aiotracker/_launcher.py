@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ._cache import ACTIVE, TERMINAL, Change, Job, StateCache
+from ._cache import TERMINAL, Change, Job, StateCache
 from ._engine.base import Engine
 from ._exceptions import InvalidArgumentError, InvalidStateError, JobNotFoundError, TrackerError
 from ._labels import TERMINATED_SUFFIX
@@ -60,7 +60,7 @@ def startable(job: Job) -> bool:
 def next_task(tasks: Sequence[Job], max_parallel: int, now_ns: int = 0) -> Job | None:
     """The queued task to start next, in index order, or None (none, at the bound, or its
     ``start_time`` later than ``now_ns``, local Unix ns: the timer wakes the launcher then)."""
-    active = sum(1 for t in tasks if t.state in ACTIVE)
+    active = sum(1 for t in tasks if t.takes_slot)
     if max_parallel and active >= max_parallel:
         return None
     for task in sorted(tasks, key=lambda t: t.index):
@@ -198,7 +198,7 @@ class Launcher:
     def adopt_running(self, jobs: Iterable[Job]) -> None:
         """Jobs this tracker launches that run already (adopted): they take slots."""
         for job in jobs:
-            if job.state in ACTIVE:
+            if job.takes_slot:
                 self.running.add(job.job_id)
 
     def _poke(self) -> None:
@@ -274,7 +274,7 @@ class Launcher:
         if reason is not None:
             self.running.discard(job.job_id)
             await self._refuse(job, reason)
-        elif job.state not in ACTIVE:
+        elif not job.takes_slot:
             self.running.discard(job.job_id)  # over already
         return True
 

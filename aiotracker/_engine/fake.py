@@ -93,6 +93,7 @@ class FakeEngine:
         cpus: int = 4,
         memory_bytes: int = 8 << 30,
         architecture: str = "x86_64",
+        scheduling: bool = False,
     ) -> None:
         self.host_name, self.images, self.api_version = host_name, set(images), api_version
         self.cpus, self.memory_bytes, self.architecture = cpus, memory_bytes, architecture
@@ -108,7 +109,8 @@ class FakeEngine:
         # The fake registry's images: image -> the X-Registry-Auth its pull needs (None: any).
         self.registry: dict[str, str | None] = {}
         self._serial = 0
-        self.starts_at_once = True
+        # A scheduling engine (as Swarm is): start only schedules; ``place`` runs the job.
+        self.starts_at_once = not scheduling
 
     @property
     def url(self) -> str:
@@ -266,13 +268,24 @@ class FakeEngine:
     def start(self, cid: str) -> None:
         """Start a created or exited container (``start``); a live one is a 304, not an error."""
         container = self._resolve(cid)
-        if container.status in (*LIVE, "restarting"):
+        if container.status in (*LIVE, "restarting") or container.scheduled:
             return
         if container.refusal is not None:  # no start, no die: the state stays created
             (status, message), container.refusal = container.refusal, None
             container.error, container.exit_code = message, 127
             self._end_pipes(container)  # Docker's Reset closes the streams: attaches end
             raise EngineCallError(status, message)
+        if not self.starts_at_once:
+            container.scheduled = True  # created still, as a Swarm job waits for a node
+            return
+        self._run(container)
+
+    def place(self, cid: str) -> None:
+        """A scheduling fake's scheduler runs a started job (its ``start`` event)."""
+        container = self._resolve(cid)
+        if not container.scheduled:
+            raise ValueError(f"container {container.name} was not started")
+        container.scheduled = False
         self._run(container)
 
     @_api("inspect")

@@ -43,6 +43,7 @@ class FakeContainer:
     stdin_holders: int = 0
     cpu_ns: int = 0
     refusal: tuple[int, str] | None = None
+    scheduled: bool = False  # started on a scheduling fake, not yet placed (runs at place)
     pipes: list[Pipe[Frame]] = field(default_factory=list)
     # Its file system, as far as tests give it one: absolute path -> contents (directories
     # are the prefixes of the paths).

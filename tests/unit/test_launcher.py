@@ -183,3 +183,32 @@ async def test_a_tracker_that_takes_over_starts_the_queue_by_priority(
             engine.exit(current, 0)
         await until(lambda: second.cached_state(queued[0]) is JobState.DONE)
     assert starts(engine, queued) == [queued[1], queued[2], queued[0]]
+
+
+async def test_array_bound_counts_started_jobs_a_scheduler_has_not_placed() -> None:
+    """On an engine whose start only schedules (Swarm), a started task takes its slot while it
+    waits for a node (QUEUED still): the bound holds before any task runs, and the next task
+    starts when one ends, in index order."""
+    engine = FakeEngine(scheduling=True)
+    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as tracker:
+        await hold_lease(tracker)
+        array_id = await tracker.add_array_job(job("sleep", "9"), 1, 4, max_parallel=2)
+        tasks = await tracker.list_array_jobs(array_id)
+        await until(lambda: len(starts(engine, tasks)) == 2)
+        await engine.drain()
+        assert starts(engine, tasks) == tasks[:2]
+        assert [tracker.cached_state(t) for t in tasks] == [JobState.QUEUED] * 4
+        engine.place(tasks[1])
+        engine.exit(tasks[1], 0)
+        await until(lambda: len(starts(engine, tasks)) == 3)
+        await engine.drain()
+        assert starts(engine, tasks) == tasks[:3]
+        for task in tasks[:3]:
+            if task != tasks[1]:
+                engine.place(task)
+                engine.exit(task, 0)
+        await until(lambda: len(starts(engine, tasks)) == 4)
+        engine.place(tasks[3])
+        engine.exit(tasks[3], 0)
+        states = await tracker.wait_array(array_id, timeout=2)
+        assert set(states.values()) == {JobState.DONE}
