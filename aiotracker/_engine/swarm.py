@@ -37,6 +37,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from datetime import UTC, datetime
 from typing import IO, Any, NoReturn
 from urllib.parse import quote
@@ -99,6 +100,7 @@ class _Job:
     killed: bool = False  # terminated by an update: its task is removed, not ended
     started_ns: int = 0  # when its start event said it started (0: none passed on)
     exit: tuple[int, int] | None = None  # (exit code, ns) of a die a node told first
+    where: tuple[DockerEngine, str] | None = None  # the node's engine and task container (hint)
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # a die was passed on
 
     def attributes(self, **extra: str) -> dict[str, str]:
@@ -255,6 +257,9 @@ class SwarmEngine:
         job = self._job(service)
         if not is_started(spec) or (job.task is not None and job.task.ended):
             raise EngineCallError(409, f"container {cid} is not running")
+        if job.where is not None:
+            await job.where[0].kill(job.where[1])
+            return
         task = self._run_task(service, await self._tasks([sid]))
         node = self._nodes.get(task.node_id) if task is not None else None
         if task is not None and node is not None and task.container_id:
@@ -276,6 +281,9 @@ class SwarmEngine:
         """The engine of the node that runs the job, and its task's container."""
         if self._is_local(cid):
             return self._manager, cid
+        known = self._jobs.get(cid)
+        if known is not None and known.where is not None and not known.ended.is_set():
+            return known.where  # its node said it started it: no need to ask the manager
         service = await self._service(cid)
         task = self._run_task(service, await self._tasks([str(service["ID"])]))
         if task is None or task.status != "running":
@@ -334,6 +342,17 @@ class SwarmEngine:
             code, at = job.exit
             d = replace(d, status="exited", running=False, exit_code=code, finished_at=_time(at),
                         started_at=started_at or d.started_at or _time(at))  # fmt: skip
+        if job is not None and job.where is not None and d.status in ("created", "running"):
+            # Its node runs it (the manager may not know yet): the node's container says
+            # whether it is paused, which Swarm itself never knows.
+            engine, container = job.where
+            try:
+                on_node = await engine.inspect(container)
+            except EngineCallError:
+                on_node = None
+            if on_node is not None and on_node.status in ("running", "paused"):
+                d = replace(d, status=on_node.status, running=True, paused=on_node.paused,
+                            started_at=d.started_at or on_node.started_at)  # fmt: skip
         if task is None or not task.node_id:
             return d
         if task.node_id not in self._hostnames:
@@ -428,7 +447,8 @@ class SwarmEngine:
                               event_params(swarm_filters, since_ns), connected,
                               self._swarm_event)  # fmt: skip
                 for node in self._nodes.values():
-                    tg.start_soon(node.stream_events, labels, None, connected, self._hint)
+                    tg.start_soon(node.stream_events, labels, None, connected,
+                                  partial(self._hint, node))  # fmt: skip
                 await ready.wait()
                 await self._catch_up()
                 on_connected()
@@ -576,16 +596,19 @@ class SwarmEngine:
         """An event of the manager's own engine: a lease's, or (the manager is a node too) a
         job's task container's, which is a hint like any node's."""
         if _TASK_SERVICE in event.attributes:
-            self._hint(event)
+            self._hint(self._manager, event)
         elif self._emit is not None:
             self._emit(event)
 
-    def _hint(self, event: ContainerEvent) -> None:
-        """A task container's event on its node: the die at once, pause state."""
+    def _hint(self, node: DockerEngine, event: ContainerEvent) -> None:
+        """A task container's event on its node: the die at once, pause state, and where the
+        run's container is (before the manager's task list says so)."""
         sid = event.attributes.get(_TASK_SERVICE, "")
         job = self._jobs.get(sid)
         if job is None or job.run is None:
             return
+        if event.action == "start" and not job.ended.is_set():
+            job.where = (node, event.container_id)
         if event.action in ("pause", "unpause"):
             self._send(sid, event.action, event.time_ns, job)
         elif event.action == "die" and not job.ended.is_set():

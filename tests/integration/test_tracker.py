@@ -43,6 +43,14 @@ def session_containers(session: str) -> list[str]:
 # -- ported from drmaa2os dockertracker_test.go ------------------------------------------------
 
 
+async def add_running(tracker: DockerTracker, submitted: JobTemplate) -> str:
+    """A job added and running: at once on one engine; on Swarm once a node runs its task."""
+    job_id = await tracker.add_job(submitted)
+    if ENGINE == "swarm":
+        await tracker.wait(job_id, JobState.RUNNING, timeout=30)
+    return job_id
+
+
 async def test_create_tracker(session_name: str, labels: dict[str, str]) -> None:
     """A tracker opens on the engine and starts with no jobs."""
     async with make_tracker(session_name, labels=labels) as tracker:
@@ -156,7 +164,7 @@ async def test_life_cycle_done(tracker: DockerTracker, template: Make) -> None:
 
 async def test_terminate_then_failed_then_delete(tracker: DockerTracker, template: Make) -> None:
     """Terminate ends a job FAILED (SIGKILL); delete removes it; then it is not found."""
-    job_id = await tracker.add_job(template("sleep", "100"))
+    job_id = await add_running(tracker, template("sleep", "100"))
     await tracker.job_control(job_id, "terminate")
     assert await tracker.wait(job_id, timeout=30) is JobState.FAILED
     info = await tracker.job_info(job_id)
@@ -216,10 +224,9 @@ async def test_template_round_trip(tracker: DockerTracker, template: Make, tmp_p
 async def test_suspend_resume(tracker: DockerTracker, template: Make, tmp_path: Path) -> None:
     """Suspend pauses every process (SUSPENDED), resume continues (RUNNING), then DONE."""
     out = tmp_path / "out"
-    job_id = await tracker.add_job(
-        template("sh", "-c", "sleep 1 & wait; echo finished", output_path=str(out))
+    job_id = await add_running(
+        tracker, template("sh", "-c", "sleep 1 & wait; echo finished", output_path=str(out))
     )
-    await tracker.wait(job_id, JobState.RUNNING, timeout=30)  # at once, but on Swarm
     await tracker.job_control(job_id, "suspend")
     assert await tracker.job_state(job_id) is JobState.SUSPENDED
     assert await tracker.wait(job_id, JobState.SUSPENDED, timeout=0) is JobState.SUSPENDED
@@ -237,8 +244,7 @@ async def test_suspend_resume(tracker: DockerTracker, template: Make, tmp_path: 
 
 async def test_terminate_suspended(tracker: DockerTracker, template: Make) -> None:
     """A suspended job can be terminated, and ends FAILED."""
-    job_id = await tracker.add_job(template("sleep", "100"))
-    await tracker.wait(job_id, JobState.RUNNING, timeout=30)  # at once, but on Swarm
+    job_id = await add_running(tracker, template("sleep", "100"))
     await tracker.job_control(job_id, "suspend")
     await tracker.job_control(job_id, "terminate")
     assert await tracker.wait(job_id, timeout=30) is JobState.FAILED
@@ -256,7 +262,7 @@ async def test_wait_timeout(tracker: DockerTracker, template: Make) -> None:
 
 async def test_wait_timeout_zero_checks_once(tracker: DockerTracker, template: Make) -> None:
     """timeout=0 answers from the current state: the state if wanted, else WaitTimeoutError."""
-    job_id = await tracker.add_job(template("sleep", "100"))
+    job_id = await add_running(tracker, template("sleep", "100"))
     assert await tracker.wait(job_id, JobState.RUNNING, timeout=0) is JobState.RUNNING
     with pytest.raises(WaitTimeoutError):
         await tracker.wait(job_id, timeout=0)
@@ -388,8 +394,7 @@ async def test_hold_release_of_running_job(
     tracker: DockerTracker, template: Make, action: str
 ) -> None:
     """Hold or release of a running job is InvalidStateError."""
-    job_id = await tracker.add_job(template("sleep", "100"))
-    await tracker.wait(job_id, JobState.RUNNING, timeout=30)  # at once, but on Swarm
+    job_id = await add_running(tracker, template("sleep", "100"))
     with pytest.raises(InvalidStateError):
         await tracker.job_control(job_id, action)
     await tracker.job_control(job_id, "terminate")
@@ -406,7 +411,7 @@ async def test_unknown_action(tracker: DockerTracker, template: Make) -> None:
 
 async def test_delete_running_job_refused(tracker: DockerTracker, template: Make) -> None:
     """Deleting an unfinished job is InvalidStateError, and the job stays."""
-    job_id = await tracker.add_job(template("sleep", "100"))
+    job_id = await add_running(tracker, template("sleep", "100"))
     with pytest.raises(InvalidStateError):
         await tracker.delete_job(job_id)
     assert await tracker.job_state(job_id) is JobState.RUNNING
