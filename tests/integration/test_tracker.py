@@ -37,7 +37,13 @@ def session_containers(session: str) -> list[str]:
          "--format", '{{.ID}} {{.Label "aiotracker.lease"}}'],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return [line.split()[0] for line in out.stdout.splitlines() if len(line.split()) == 1]
+    jobs = [line.split()[0] for line in out.stdout.splitlines() if len(line.split()) == 1]
+    if ENGINE == "swarm":  # its jobs are services
+        jobs += subprocess.run(
+            ["docker", "service", "ls", "-q", "--filter", f"label={SESSION_LABEL}={session}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+    return jobs
 
 
 # -- ported from drmaa2os dockertracker_test.go ------------------------------------------------
