@@ -20,7 +20,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .._labels import base_name
@@ -32,8 +32,11 @@ NAME_LABEL = "aiotracker.swarm.name"  # the job's container name, marks included
 UNSTARTED = "node.labels.aiotracker.unstarted==1"
 SERVICE_ID_RE = re.compile(r"[0-9a-z]{1,25}")
 
-# Task states (swarmkit api/types.proto), in order: before running, the job is queued.
-_BEFORE = ("new", "pending", "assigned", "accepted", "ready", "preparing", "starting")
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+# Task states (swarmkit api/types.proto): new, pending, assigned, accepted, ready, preparing
+# and starting are before it runs (the job is queued); then running; then one of the ends.
+_FAILED = ("rejected", "failed", "orphaned")
 _ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 
 
@@ -207,13 +210,20 @@ def task_view(raw: Mapping[str, Any]) -> TaskView:
         code = 127 if code in (None, 0) else code  # never ran: the start failed
     elif state == "shutdown" and word == "exited" and not code:
         code = 143  # scaled down (terminated): SIGTERM, as the task was told
+    elif state == "orphaned" and not code:
+        code = 255  # its node was down too long: how it ended is unknown, never DONE
     return TaskView(
         task_id=str(raw.get("ID") or ""),
         service_id=str(raw.get("ServiceID") or ""),
         state=state,
         status=word,
         exit_code=int(code) if isinstance(code, int) else (0 if word == "exited" else None),
-        error=str(status.get("Err") or ""),
+        error=str(
+            status.get("Err")
+            or (
+                "its node was down too long: how it ended is unknown" if state == "orphaned" else ""
+            )
+        ),
         node_id=str(raw.get("NodeID") or ""),
         container_id=str(cstatus.get("ContainerID") or ""),
         timestamp=parse_go_time(status.get("Timestamp")),
@@ -225,7 +235,7 @@ def latest(tasks: Sequence[TaskView]) -> TaskView | None:
     """The task of a job that says its state: the newest iteration's, the newest of those."""
     if not tasks:
         return None
-    return max(tasks, key=lambda t: (t.iteration, t.timestamp or datetime.min, t.task_id))
+    return max(tasks, key=lambda t: (t.iteration, t.timestamp or _NEVER, t.task_id))
 
 
 def details(
@@ -239,7 +249,9 @@ def details(
     status = "created" if task is None or not is_started(spec) else task.status
     if task is not None and status == "created" and task.state in _ENDED:
         status = "exited"
-    ran = status in ("running", "exited") and task is not None and task.state != "rejected"
+    # It ran if its task had a container (a rejected task, or a failed one with none, never
+    # started: its start failed).
+    ran = status in ("running", "exited") and task is not None and bool(task.container_id)
     if ran and started_at is None and task is not None:
         started_at = task.timestamp  # the task's own record keeps no start time
     return ContainerDetails(
@@ -252,7 +264,7 @@ def details(
         oom_killed=False,
         dead=False,
         exit_code=(task.exit_code or 0) if task is not None and status == "exited" else 0,
-        error=task.error if task is not None and task.state in ("rejected", "failed") else "",
+        error=task.error if task is not None and task.state in _FAILED else "",
         created=parse_go_time(service.get("CreatedAt")),
         started_at=started_at if ran else None,
         finished_at=task.timestamp if task is not None and status == "exited" else None,
