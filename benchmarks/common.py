@@ -8,6 +8,7 @@ import http.client
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +118,8 @@ ENGINES = {e.name: e for e in (DOCKER, PODMAN)}
 
 @dataclass(frozen=True, slots=True)
 class Sizes:
-    """How big each measurement is; ``QUICK`` runs all eight in about 3 minutes."""
+    """How big each measurement is; ``QUICK`` runs them all in about 3 minutes, ``SMOKE``
+    (every measurement at a tiny size, to prove it still runs) in under a minute."""
 
     mode: str
     wait_jobs: int  # 1: jobs per method (rounds of 10)
@@ -136,6 +139,10 @@ class Sizes:
     many_wait_cap: int  # 8: at most this many for the (quadratic) asyncio.wait loop
     many_real_jobs: int  # 8: held jobs on the real engine (0: none)
     many_rounds: int  # 8: interleaved rounds, median reported
+    burst_jobs: int  # 1: jobs per method made to exit at the same moment
+    cost_jobs: int  # 9: jobs per method and round
+    cost_rounds: int  # 9: interleaved rounds, median reported
+    settle: float = 1.0  # scales the fixed pauses (settling, trailing windows); smoke: shorter
 
 
 QUICK = Sizes(
@@ -143,12 +150,22 @@ QUICK = Sizes(
     submit_jobs=10, submit_reps=1, array_tasks=8, array_reps=1, bounded_tasks=10,
     output_bytes=4 * 2**20, output_reps=1, scale_jobs=(40, 80), open_jobs=40,
     many_jobs=1000, many_wait_cap=1000, many_real_jobs=25, many_rounds=1,
+    burst_jobs=40, cost_jobs=10, cost_rounds=1,
 )  # fmt: skip
 FULL = Sizes(
     mode="full", wait_jobs=50, idle_jobs=200, idle_seconds=10.0, query_seconds=3.0,
     submit_jobs=50, submit_reps=3, array_tasks=50, array_reps=3, bounded_tasks=25,
     output_bytes=20 * 2**20, output_reps=3, scale_jobs=(1000, 5000), open_jobs=1000,
     many_jobs=10_000, many_wait_cap=10_000, many_real_jobs=150, many_rounds=3,
+    burst_jobs=500, cost_jobs=50, cost_rounds=3,
+)  # fmt: skip
+# Every measurement at a tiny size: proves the benchmarks still run (CI), measures nothing.
+SMOKE = Sizes(
+    mode="smoke", wait_jobs=2, idle_jobs=4, idle_seconds=0.3, query_seconds=0.1,
+    submit_jobs=2, submit_reps=1, array_tasks=2, array_reps=1, bounded_tasks=2,
+    output_bytes=64 * 2**10, output_reps=1, scale_jobs=(3, 6), open_jobs=3,
+    many_jobs=200, many_wait_cap=200, many_real_jobs=3, many_rounds=1,
+    burst_jobs=3, cost_jobs=2, cost_rounds=1, settle=0.3,
 )  # fmt: skip
 
 
@@ -564,3 +581,37 @@ def write_fifo(path: Path, data: bytes = b"go\n", patience: float = 5.0) -> None
         finally:
             os.close(fd)
         return
+
+
+# -- the job's exit, as the engine recorded it ---------------------------------------------
+
+_GO_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+
+
+def go_time_ns(text: str) -> int | None:
+    """A Go RFC3339Nano time (``2026-11-23T19:08:12.382892312Z``, Docker's ``FinishedAt``) as
+    Unix ns, exactly (``datetime`` keeps only µs); None for Go's zero time or no time."""
+    match = _GO_TIME.match(text or "")
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    if moment.year <= 1:
+        return None
+    return int(moment.timestamp()) * 10**9 + int((fraction or "").ljust(9, "0"))
+
+
+async def exit_times(ctx: Context, ids: Sequence[str]) -> dict[str, int]:
+    """Each container's ``State.FinishedAt`` (Unix ns), read by inspect; a container that
+    cannot be inspected, or has not finished, is left out."""
+    async with aiodocker.Docker(url=ctx.engine.url) as docker:
+
+        async def one(cid: str) -> tuple[str, int | None]:
+            try:
+                state = (await docker.containers.container(cid).show())["State"]
+            except aiodocker.DockerError:
+                return cid, None
+            return cid, go_time_ns(str(state.get("FinishedAt") or ""))
+
+        found = await bounded(16, (one(c) for c in ids))
+    return {cid: ns for cid, ns in found if ns is not None}

@@ -100,7 +100,7 @@ async def _aiotracker(ctx: Context, ids: list[str], session: str, do_queries: bo
             section = await queries.run(ctx, method.tracker, ids)
         rss = rss_bytes()
         tasks = [asyncio.create_task(method.wait(cid)) for cid in ids]
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(SETTLE * ctx.sizes.settle)
         row.waits = method.tracker.statistics().waiters
         row.rss = rss_bytes() - rss
         await _window(ctx, row)
@@ -123,7 +123,7 @@ async def _polling(ctx: Context, ids: list[str]) -> Row:
     rss = rss_bytes()
     tasks = [asyncio.create_task(method.wait(cid)) for cid in ids]
     try:
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(SETTLE * ctx.sizes.settle)
         row.waits = len(ids)
         row.rss = rss_bytes() - rss
         before = method.inspects
@@ -144,7 +144,7 @@ async def _per_job_wait(ctx: Context, ids: list[str], limit: int | None) -> Row:
     rss = rss_bytes()
     tasks = [asyncio.create_task(method.wait(cid)) for cid in ids]
     try:
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(SETTLE * ctx.sizes.settle)
         row.waits = len(ids)
         row.rss = rss_bytes() - rss
         await _window(ctx, row)
@@ -173,7 +173,7 @@ async def _docker_py(ctx: Context, ids: list[str]) -> tuple[Row, DockerPyMethod]
     rss = rss_bytes()
     for cid in ids:
         method.in_thread(method._wait, cid)
-    await asyncio.sleep(SETTLE)
+    await asyncio.sleep(SETTLE * ctx.sizes.settle)
     row.waits = len(ids)
     row.rss = rss_bytes() - rss
     await _window(ctx, row)

@@ -316,7 +316,7 @@ async def _real_round(
     """``n`` running jobs on the engine, killed in ``order`` by another process while
     ``name`` drains them."""
     ids = await bounded(8, (tracker.add_job(REAL_TEMPLATE) for _ in range(n)))
-    await asyncio.sleep(REAL_SETTLE)  # their start events
+    await asyncio.sleep(REAL_SETTLE * ctx.sizes.settle)  # their start events
     victims = [ids[i] for i in order]
     killer = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.many_waits", ctx.engine.socket,
@@ -343,7 +343,7 @@ async def _real_round(
             await killer.wait()
     _check_clean(name, tracker)
     await remove_containers(ctx, PART)
-    await asyncio.sleep(REAL_SETTLE)  # their destroy events, before the next window
+    await asyncio.sleep(REAL_SETTLE * ctx.sizes.settle)  # their destroy events, next window
     return window
 
 
