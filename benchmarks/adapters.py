@@ -70,10 +70,13 @@ class AiotrackerMethod:
 
     name = "aiotracker"
 
-    def __init__(self, ctx: Context, part: str, session: str | None = None) -> None:
+    def __init__(
+        self, ctx: Context, part: str, session: str | None = None, *, docker_url: str = ""
+    ) -> None:
         self.ctx = ctx
         self.part = part
         self.session = session or ctx.session(part)
+        self.docker_url = docker_url or ctx.engine.url  # another: a proxy in front of it
         self._tracker: DockerTracker | None = None
 
     @property
@@ -83,7 +86,7 @@ class AiotrackerMethod:
 
     async def open(self) -> None:
         self._tracker = DockerTracker(
-            self.session, docker_url=self.ctx.engine.url, labels=self.ctx.labels(self.part)
+            self.session, docker_url=self.docker_url, labels=self.ctx.labels(self.part)
         )
         await self._tracker.open()
 
