@@ -1,5 +1,10 @@
-"""``python -m benchmarks [--quick | --full] [--engine docker|podman]``: run the measurements,
-print tables, clean up.
+"""``python -m benchmarks [--quick | --full | --smoke] [--engine docker|podman]``: run the
+measurements, print tables, clean up.
+
+``--smoke`` runs every measurement at a tiny size (under a minute on a 2 vCPU host): a check
+that the benchmarks still run, for CI, not a measurement. The exit status is 1 if any
+measurement raised, 2 if the engine does not answer, 130 if interrupted; goals that are not
+met do not fail it (timings at those sizes mean nothing).
 
 ``--engine`` picks the engine every client of the run talks to (the trackers, the raw aiodocker
 and docker-py clients, the observer process, the docker CLI, the socket probes): Docker on
@@ -26,13 +31,14 @@ from collections.abc import Awaitable, Callable
 
 import aiotracker
 
-from . import arrays, idle, many_waits, output, scale, submission, wait_latency
+from . import arrays, engine_cost, idle, many_waits, output, scale, submission, wait_latency
 from .common import (
     ENGINES,
     FULL,
     IMAGE,
     QUICK,
     RUN_LABEL,
+    SMOKE,
     Context,
     Engine,
     Section,
@@ -41,7 +47,7 @@ from .common import (
 )
 from .observer import Observer
 
-ALL = (1, 2, 3, 4, 5, 6, 7, 8)
+ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +55,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small sizes, about 3 minutes (default)")
     mode.add_argument("--full", action="store_true", help="the sizes of issue 6 (RESULTS.md)")
+    mode.add_argument(
+        "--smoke", action="store_true",
+        help="every measurement at a tiny size, under a minute: does it still run (CI); exit "
+        "status 1 if any measurement raised",
+    )  # fmt: skip
     parser.add_argument(
         "--only", default="", help="comma-separated measurement numbers, e.g. 1,4 (default: all)"
     )
@@ -88,7 +99,9 @@ def _version() -> str:
     )
 
 
-async def _main(args: argparse.Namespace, ctx: Context, machine: str) -> tuple[list[Section], bool]:
+async def _main(
+    args: argparse.Namespace, ctx: Context, machine: str
+) -> tuple[list[Section], list[int]]:
     only = {int(x) for x in args.only.split(",") if x.strip()} or set(ALL)
     # SIGTERM cleans up as Ctrl-C does (asyncio.run cancels the main task on SIGINT).
     main_task = asyncio.current_task()
@@ -138,12 +151,13 @@ async def _main(args: argparse.Namespace, ctx: Context, machine: str) -> tuple[l
         await measure(6, lambda: one(output.run))
         await measure(7, lambda: one(scale.run))
         await measure(8, lambda: one(many_waits.run))
+        await measure(9, lambda: one(engine_cost.run))
     finally:
         await ctx.observer.stop()
         await remove_containers(ctx)
     if failed:
         print(f"FAILED measurements: {', '.join(map(str, failed))}", file=sys.stderr)
-    return sorted(sections, key=lambda s: s.number), bool(failed)
+    return sorted(sections, key=lambda s: s.number), failed
 
 
 def _summary(sections: list[Section]) -> str:
@@ -158,7 +172,9 @@ def _summary(sections: list[Section]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    ctx = Context(FULL if args.full else QUICK, engine=ENGINES[args.engine])
+    ctx = Context(
+        FULL if args.full else SMOKE if args.smoke else QUICK, engine=ENGINES[args.engine]
+    )
     if ctx.engine.get("/version") is None:
         print(
             f"the {ctx.engine.name} engine does not answer on {ctx.engine.socket}", file=sys.stderr
@@ -167,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     machine = f"{_machine(ctx.engine)}; {_version()}"
+    stuck = 0
     try:
         sections, failed = asyncio.run(_main(args, ctx, machine))
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -176,11 +193,20 @@ def main(argv: list[str] | None = None) -> int:
         left = remove_containers_sync(ctx.token, ctx.engine)
         if left:
             print(f"removed {left} leftover containers of run {ctx.token}", file=sys.stderr)
+            stuck = remove_containers_sync(ctx.token, ctx.engine)  # a second look: none left
+            if stuck:
+                print(f"{stuck} containers of run {ctx.token} remain", file=sys.stderr)
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     total = time.perf_counter() - start
     at_end = _machine(ctx.engine)
     print(_summary(sections))
     print(f"\ntotal {total:.0f} s ({ctx.sizes.mode} mode); at the end: {at_end}")
+    if args.smoke:
+        print(
+            f"smoke run {ctx.token}: {total:.1f} s, "
+            + (f"FAILED: measurement(s) {', '.join(map(str, failed))}" if failed else "all ran")
+            + (f"; {stuck} containers left behind" if stuck else "")
+        )
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(
@@ -189,4 +215,4 @@ def main(argv: list[str] | None = None) -> int:
             f.write(f"<!-- at the start: {machine} -->\n<!-- at the end: {at_end} -->\n\n")
             f.write("\n".join(s.markdown() for s in sections))
             f.write(f"\n**Summary**\n\n```\n{_summary(sections)}\n```\n")
-    return 1 if failed else 0
+    return 1 if failed or stuck else 0
