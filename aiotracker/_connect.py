@@ -29,15 +29,17 @@ def docker_engine(docker_url: str | None, *, connection_limit: int, timeout: flo
 
 def swarm_engine(
     docker_url: str | None, *, node_urls: Sequence[str], poll_interval: float,
-    connection_limit: int, timeout: float,
+    node_down_grace: float, connection_limit: int, timeout: float,
 ) -> Engine:  # fmt: skip
     """The Swarm manager at ``docker_url``, with the nodes' engines at ``node_urls``."""
     if not poll_interval > 0:
         raise InvalidArgumentError(f"poll_interval must be positive, got {poll_interval!r}")
+    if not node_down_grace >= 0:
+        raise InvalidArgumentError(f"node_down_grace must be >= 0, got {node_down_grace!r}")
     try:
         return SwarmEngine(
             docker_url, node_urls=node_urls, poll_interval=poll_interval,
-            connection_limit=connection_limit, timeout=timeout,
+            node_down_grace=node_down_grace, connection_limit=connection_limit, timeout=timeout,
         )  # fmt: skip
     except UnsupportedEndpointError as exc:
         raise UnsupportedOperationError(str(exc)) from exc

@@ -29,6 +29,10 @@ class SwarmTracker(DockerTracker):
             about 1 ms after they happen instead of within a poll interval, and jobs can be
             suspended and resumed (Swarm itself cannot pause a task).
         poll_interval: Seconds between task polls while any job has not ended.
+        node_down_grace: Seconds a job's node may stay down (the job UNDETERMINED from the
+            moment the manager says it is down) before the job is given up as FAILED (exit
+            status 255, the reason in its annotation). Swarm itself says nothing more until
+            the node comes back.
         The other arguments are ``DockerTracker``'s.
     """
 
@@ -39,6 +43,7 @@ class SwarmTracker(DockerTracker):
         docker_url: str | None = None,
         node_urls: Sequence[str] = (),
         poll_interval: float = 0.1,
+        node_down_grace: float = 60.0,
         connection_limit: int = 32,
         engine_timeout: float = 30.0,
         labels: dict[str, str] | None = None,
@@ -49,7 +54,8 @@ class SwarmTracker(DockerTracker):
     ) -> None:
         engine = swarm_engine(
             docker_url, node_urls=node_urls, poll_interval=poll_interval,
-            connection_limit=connection_limit, timeout=engine_timeout,
+            node_down_grace=node_down_grace, connection_limit=connection_limit,
+            timeout=engine_timeout,
         )  # fmt: skip
         super().__init__(
             job_session, connection_limit=connection_limit, engine_timeout=engine_timeout,

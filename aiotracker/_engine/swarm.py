@@ -101,6 +101,7 @@ class _Job:
     started_ns: int = 0  # when its start event said it started (0: none passed on)
     exit: tuple[int, int] | None = None  # (exit code, ns) of a die a node told first
     where: tuple[DockerEngine, str] | None = None  # the node's engine and task container (hint)
+    lost: str = ""  # given up: its node was down too long (the reason)
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # a die was passed on
 
     def attributes(self, **extra: str) -> dict[str, str]:
@@ -115,6 +116,8 @@ class SwarmEngine:
             configuration, as for Docker).
         node_urls: The nodes' own engines, if reachable: hints for exits and pause state.
         poll_interval: Seconds between task polls while any started job has not ended.
+        node_down_grace: Seconds a job's node may be down (the job UNDETERMINED) before the
+            job is given up as FAILED: Swarm itself says nothing until the node returns.
     """
 
     product = "swarm"
@@ -123,6 +126,7 @@ class SwarmEngine:
     def __init__(
         self, docker_url: str | None = None, *, node_urls: Sequence[str] = (),
         connection_limit: int = 32, timeout: float = 30.0, poll_interval: float = 0.1,
+        node_down_grace: float = 60.0,
     ) -> None:  # fmt: skip
         self._manager = DockerEngine(docker_url, connection_limit=connection_limit,
                                      timeout=timeout)  # fmt: skip
@@ -130,6 +134,9 @@ class SwarmEngine:
         self._node_engines = [DockerEngine(u, connection_limit=4, timeout=timeout)
                               for u in node_urls]  # fmt: skip
         self._nodes: dict[str, DockerEngine] = {}  # node id -> its engine (those given)
+        self._opened: set[DockerEngine] = set()  # node engines that answered once
+        self._down_since: dict[str, int] = {}  # node id -> when the manager said it went down
+        self.node_down_grace = node_down_grace
         self._hostnames: dict[str, str] = {}  # node id -> hostname
         self._down: set[str] = set()  # nodes the manager says are down
         self.poll_interval = poll_interval
@@ -147,16 +154,31 @@ class SwarmEngine:
     async def open(self) -> EngineInfo:
         info = await self._manager.open()
         try:
-            _check_manager(self.url, await self._manager.request("info", "info"))
+            raw = await self._manager.request("info", "info")
+            _check_manager(self.url, raw)
+            # The manager is a node too: its own tasks' containers are on its engine.
+            self._nodes[str(raw["Swarm"].get("NodeID") or "")] = self._manager
             for node in self._node_engines:
-                await node.open()
-                node_raw = await node.request("info", "info")
-                self._nodes[str(((node_raw or {}).get("Swarm") or {}).get("NodeID"))] = node
+                try:
+                    await self._open_node(node)
+                except EngineConnectionError as exc:  # hints are a bonus: the poller is enough
+                    log.warning("swarm: node engine %s does not answer (%s); hints from it "
+                                "when it does", node.url, exc)  # fmt: skip
             await self._read_nodes()
         except BaseException:
             await self.aclose()
             raise
         return info
+
+    async def _open_node(self, node: DockerEngine) -> None:
+        await node.open()
+        raw = await node.request("info", "info")
+        node_id = str(((raw or {}).get("Swarm") or {}).get("NodeID") or "")
+        if not node_id:
+            await node.aclose()
+            raise EngineConnectionError(f"{node.url} is not a node of a swarm")
+        self._nodes[node_id] = node
+        self._opened.add(node)
 
     async def info(self) -> EngineInfo:
         return await self._manager.info()
@@ -173,9 +195,17 @@ class SwarmEngine:
             node_id = str(node.get("ID") or "")
             self._hostnames[node_id] = str((node.get("Description") or {}).get("Hostname") or "")
             if ((node.get("Status") or {}).get("State")) == "down":
-                self._down.add(node_id)
+                self._went_down(node_id, time.time_ns())
             else:
-                self._down.discard(node_id)
+                self._came_back(node_id)
+
+    def _went_down(self, node_id: str, at: int) -> None:
+        self._down.add(node_id)
+        self._down_since.setdefault(node_id, at)
+
+    def _came_back(self, node_id: str) -> None:
+        self._down.discard(node_id)
+        self._down_since.pop(node_id, None)
 
     # -- which object an id names ------------------------------------------------------------
 
@@ -257,14 +287,17 @@ class SwarmEngine:
         job = self._job(service)
         if not is_started(spec) or (job.task is not None and job.task.ended):
             raise EngineCallError(409, f"container {cid} is not running")
-        if job.where is not None:
-            await job.where[0].kill(job.where[1])
-            return
         task = self._run_task(service, await self._tasks([sid]))
-        node = self._nodes.get(task.node_id) if task is not None else None
-        if task is not None and node is not None and task.container_id:
-            await node.kill(task.container_id)
-            return
+        where = job.where
+        if where is None and task is not None and task.container_id:
+            node = self._nodes.get(task.node_id)
+            where = (node, task.container_id) if node is not None else None
+        if where is not None and (task is None or task.node_id not in self._down):
+            try:
+                await where[0].kill(where[1])
+                return
+            except EngineConnectionError:
+                pass  # its node's engine is away: the manager terminates it
         await self._update("kill", service, stop_update(spec))
         job.killed = True
         self._follow(sid)
@@ -341,7 +374,8 @@ class SwarmEngine:
             # A node told the exit before the manager knows it: the node's word.
             code, at = job.exit
             d = replace(d, status="exited", running=False, exit_code=code, finished_at=_time(at),
-                        started_at=started_at or d.started_at or _time(at))  # fmt: skip
+                        started_at=started_at or d.started_at or _time(at),
+                        error=job.lost or d.error)  # fmt: skip
         if job is not None and job.where is not None and d.status in ("created", "running"):
             # Its node runs it (the manager may not know yet): the node's container says
             # whether it is paused, which Swarm itself never knows.
@@ -358,7 +392,7 @@ class SwarmEngine:
         if task.node_id not in self._hostnames:
             await self._read_nodes()  # a node that joined since
         d = replace(d, machine=self._hostnames.get(task.node_id, task.node_id))
-        if task.status == "running" and task.node_id in self._down:
+        if d.status == "running" and task.node_id in self._down:
             return replace(d, status="unknown", running=False)  # nobody can tell its state
         return d
 
@@ -429,7 +463,7 @@ class SwarmEngine:
         on_event: Callable[[ContainerEvent], None],
     ) -> NoReturn:
         self._emit, self._labels = on_event, list(labels)
-        parts = 2 + len(self._nodes)
+        parts = 2  # the manager's streams; the nodes' hints come when they can
         ready = anyio.Event()
 
         def connected() -> None:
@@ -446,9 +480,8 @@ class SwarmEngine:
                 tg.start_soon(self._manager.stream_json, "swarm event stream", "events",
                               event_params(swarm_filters, since_ns), connected,
                               self._swarm_event)  # fmt: skip
-                for node in self._nodes.values():
-                    tg.start_soon(node.stream_events, labels, None, connected,
-                                  partial(self._hint, node))  # fmt: skip
+                for node in self._node_engines:
+                    tg.start_soon(self._hints_from, node, labels)
                 await ready.wait()
                 await self._catch_up()
                 on_connected()
@@ -459,6 +492,20 @@ class SwarmEngine:
         except* EngineConnectionError as group:
             raise group.exceptions[0] from None
         raise EngineConnectionError("the Swarm event streams ended")  # not reached
+
+    async def _hints_from(self, node: DockerEngine, labels: Sequence[str]) -> NoReturn:
+        """A node's container events, for as long as the tracker runs: a node that goes away
+        (or never answered) is tried again, every few seconds; the poller covers the gap."""
+        backoff = 0.5
+        while True:
+            try:
+                if node not in self._opened:
+                    await self._open_node(node)
+                await node.stream_events(labels, None, lambda: None, partial(self._hint, node))
+            except (EngineConnectionError, EngineCallError) as exc:
+                log.debug("swarm: hints from %s stopped: %s", node.url, exc)
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
     async def _catch_up(self) -> None:
         """After (re)connecting: every job of the session the poller must follow."""
@@ -496,13 +543,19 @@ class SwarmEngine:
         by_service: dict[str, list[TaskView]] = {}
         for t in tasks:
             by_service.setdefault(t.service_id, []).append(t)
+        now = time.time_ns()
         for sid in list(self._polled):
             job = self._jobs.get(sid)
             if job is None or job.run is None:
                 self._polled.discard(sid)
                 continue
             task = latest([t for t in by_service.get(sid, []) if t.iteration == job.run])
-            if task is not None:
+            if task is not None and not task.ended and task.node_id in self._down_since:
+                job.task = task
+                down_ns = now - self._down_since[task.node_id]
+                if down_ns > self.node_down_grace * 1e9:
+                    self._given_up(sid, job, now)
+            elif task is not None:
                 self._observe(sid, job, task)
             elif job.killed or job.task is not None:
                 # Its task is gone before we saw it end: removed by a terminate.
@@ -531,6 +584,16 @@ class SwarmEngine:
                 self._started(sid, job, at - 1)
             self._died(sid, job, task.exit_code or 0, at)
 
+    def _given_up(self, sid: str, job: _Job, at: int) -> None:
+        """Its node stayed down past the grace: FAILED, how it ended unknown (255)."""
+        node = job.task.node_id if job.task is not None else ""
+        job.lost = (f"its node {self._hostnames.get(node, node)} was down for more than "
+                    f"{self.node_down_grace:g} s: how the job ended is unknown")  # fmt: skip
+        job.exit = (255, at)
+        if not job.started_ns:
+            self._started(sid, job, at - 1)
+        self._died(sid, job, 255, at)
+
     def _started(self, sid: str, job: _Job, at: int) -> None:
         job.started_ns = at
         self._send(sid, "start", at, job)
@@ -552,13 +615,13 @@ class SwarmEngine:
             attrs = actor.get("Attributes") or {}
             node_id = str(actor.get("ID") or "")
             if attrs.get("state.new") == "down":
-                self._down.add(node_id)
+                self._went_down(node_id, at)
                 for sid in list(self._polled):
                     job = self._jobs[sid]
                     if job.task is not None and job.task.node_id == node_id and job.started_ns:
                         self._send(sid, "lost", at, job)
             elif attrs.get("state.new") == "ready":
-                self._down.discard(node_id)
+                self._came_back(node_id)
             return
         if kind != "service":
             return
