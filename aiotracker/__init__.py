@@ -36,13 +36,14 @@ from ._model import JobControlAction, JobInfo, JobState, JobTemplate, Machine, S
 from ._monitoring import JobView, MonitoringSession
 from ._pull import PullProgress
 from ._session import JobSession, destroy_job_session, list_job_sessions
-from ._swarm import SwarmTracker
+from ._swarm import SwarmMonitoringSession, SwarmTracker
 from ._tracker import DockerTracker, TrackerStatistics
 
 __all__ = [
     # the tracker
     "DockerTracker",
     "SwarmTracker",
+    "SwarmMonitoringSession",
     "TrackerStatistics",
     # DRMAA2's sessions and job objects
     "ArrayJob",

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Literal
 
 from ._connect import swarm_engine
+from ._engine.swarm import SwarmEngine
+from ._errors import engine_errors
+from ._exceptions import InvalidArgumentError
+from ._mapping import machine_from_info
+from ._model import Machine
+from ._monitoring import MonitoringSession
 from ._pull import PullProgress
 from ._tracker import DockerTracker
 
@@ -62,3 +69,33 @@ class SwarmTracker(DockerTracker):
             labels=labels, max_inspects=max_inspects, role=role, on_pull=on_pull,
             max_running=max_running, engine=engine,
         )  # fmt: skip
+
+
+class SwarmMonitoringSession(MonitoringSession):
+    """DRMAA2's monitoring session over a swarm: ``get_all_machines`` lists its nodes (a node
+    that is down or drained is not ``available``), ``get_all_jobs`` its jobs (services) and the
+    manager's own containers. Arguments as ``SwarmTracker``'s."""
+
+    def __init__(
+        self, docker_url: str | None = None, *, node_urls: Sequence[str] = (),
+        engine_timeout: float = 30.0,
+    ) -> None:  # fmt: skip
+        engine = swarm_engine(
+            docker_url, node_urls=node_urls, poll_interval=1.0, node_down_grace=60.0,
+            connection_limit=8, timeout=engine_timeout,
+        )  # fmt: skip
+        assert isinstance(engine, SwarmEngine)
+        self._swarm = engine
+        super().__init__(engine=engine, engine_timeout=engine_timeout)
+
+    async def get_all_machines(self, names: Sequence[str] | None = None) -> list[Machine]:
+        """The swarm's nodes (sorted by name); with ``names``, those named."""
+        self._open_engine()
+        if isinstance(names, str):
+            raise InvalidArgumentError("names must be a collection of machine names")
+        with engine_errors("nodes"):
+            nodes = await self._swarm.nodes()
+        machines = [
+            dataclasses.replace(machine_from_info(info), available=up) for info, up in nodes
+        ]
+        return [m for m in machines if names is None or m.name in names]

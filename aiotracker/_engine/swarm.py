@@ -62,6 +62,7 @@ from .swarm_spec import (
     details,
     is_started,
     latest,
+    node_info,
     relabel,
     service_name,
     service_spec,
@@ -189,6 +190,11 @@ class SwarmEngine:
     async def aclose(self) -> None:
         for engine in (self._manager, *self._node_engines):
             await engine.aclose()
+
+    async def nodes(self) -> list[tuple[EngineInfo, bool]]:
+        """The swarm's nodes as machines, and whether each takes jobs (sorted by name)."""
+        raw = await self._manager.request("nodes", "nodes") or ()
+        return sorted((node_info(n) for n in raw), key=lambda pair: pair[0].host_name)
 
     async def _read_nodes(self) -> None:
         for node in await self._manager.request("nodes", "nodes") or ():

@@ -25,7 +25,7 @@ from typing import Any
 
 from .._labels import base_name
 from .._template_label import parse_go_time
-from .base import ContainerDetails, ContainerSummary, EngineCallError
+from .base import ContainerDetails, ContainerSummary, EngineCallError, EngineInfo
 
 NAME_LABEL = "aiotracker.swarm.name"  # the job's container name, marks included
 # A constraint no node meets: a job made and not started (or held) waits on it, pending.
@@ -281,3 +281,29 @@ def summary(service: Mapping[str, Any], task: TaskView | None) -> ContainerSumma
     d = details(service, task)
     status = f"Exited ({d.exit_code})" if d.status == "exited" else d.status.capitalize()
     return ContainerSummary(d.container_id, d.name, d.status, status, d.labels)
+
+
+# -- nodes -> machines -----------------------------------------------------------------------
+
+
+def node_info(raw: Mapping[str, Any]) -> tuple[EngineInfo, bool]:
+    """A node of ``GET /nodes`` as the machine its engine would describe (no kernel or OS
+    release: a node tells only its platform), and whether it takes jobs (ready and active)."""
+    description = raw.get("Description") or {}
+    platform = description.get("Platform") or {}
+    resources = description.get("Resources") or {}
+    engine = description.get("Engine") or {}
+    info = EngineInfo(
+        host_name=str(description.get("Hostname") or raw.get("ID") or ""),
+        system_time_ns=0,
+        api_version="",
+        product="swarm",
+        version=str(engine.get("EngineVersion") or ""),
+        cpus=int(resources.get("NanoCPUs") or 0) // 10**9,
+        memory_bytes=int(resources.get("MemoryBytes") or 0),
+        architecture=str(platform.get("Architecture") or ""),
+        os_type=str(platform.get("OS") or ""),
+    )
+    status = (raw.get("Status") or {}).get("State")
+    availability = (raw.get("Spec") or {}).get("Availability", "active")
+    return info, status == "ready" and availability == "active"

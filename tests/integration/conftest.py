@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from aiotracker import DockerTracker, JobTemplate, SwarmTracker
+from aiotracker import (
+    DockerTracker,
+    JobTemplate,
+    MonitoringSession,
+    SwarmMonitoringSession,
+    SwarmTracker,
+)
 from tests.conftest import ENGINE, RUN_LABEL, RUN_TOKEN, SWARM_MANAGER, SWARM_NODES, TEST_IMAGE
 
 
@@ -38,6 +44,13 @@ def make_tracker(session_name: str, **kw: Any) -> DockerTracker:
         kw.pop("docker_url", None)
         return SwarmTracker(session_name, docker_url=SWARM_MANAGER, node_urls=SWARM_NODES, **kw)
     return DockerTracker(session_name, **kw)
+
+
+def make_monitor() -> MonitoringSession:
+    """A monitoring session of the engine under test (over the swarm on Swarm)."""
+    if ENGINE == "swarm":
+        return SwarmMonitoringSession(SWARM_MANAGER, node_urls=SWARM_NODES)
+    return MonitoringSession()
 
 
 @pytest.fixture

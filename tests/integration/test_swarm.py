@@ -16,13 +16,16 @@ import pytest
 
 from aiotracker import (
     DockerTracker,
+    JobInfo,
     JobState,
     JobTemplate,
     StateChange,
+    SwarmMonitoringSession,
     SwarmTracker,
     UnsupportedOperationError,
 )
 from tests.conftest import SWARM_MANAGER, SWARM_NODES
+from tests.integration._cli import eventually
 from tests.integration.conftest import make_tracker
 from tests.integration.test_arrays import (
     TIMED,
@@ -242,7 +245,26 @@ async def test_what_swarm_cannot_run_is_refused_and_leaves_nothing(
     assert session_containers(session_name) == []
 
 
-def test_node_urls_are_the_swarms() -> None:
-    """The fixtures' swarm: a manager and three node engines (scripts/swarm-engine.sh env)."""
-    assert SWARM_MANAGER.startswith("unix://")
-    assert len(SWARM_NODES) == 3
+async def test_machines_are_the_swarms_nodes(tracker: DockerTracker, template: Make) -> None:
+    """A monitoring session over the swarm lists its nodes as machines (by name, with their
+    CPUs, memory and platform), filtered by name, and sees a running job among its jobs."""
+    async with SwarmMonitoringSession(SWARM_MANAGER, node_urls=SWARM_NODES) as monitor:
+        machines = await monitor.get_all_machines()
+        assert [m.name for m in machines] == HOSTS
+        for machine in machines:
+            assert machine.available
+            assert machine.cores_per_socket >= 1
+            assert machine.physical_memory > 1 << 10  # KiB
+            assert (machine.os, machine.architecture) == ("linux", machines[0].architecture)
+        assert [m.name for m in await monitor.get_all_machines([HOSTS[1]])] == [HOSTS[1]]
+        assert await monitor.get_all_machines(["no-such-node"]) == []
+        job_id = await tracker.add_job(template("sleep", "60"))
+        await tracker.wait(job_id, JobState.RUNNING, timeout=60)
+
+        async def seen_running() -> bool:  # the manager's word lags the node's by ~0.1 s
+            [view] = await monitor.get_all_jobs(JobInfo(job_id=job_id))
+            return view.state is JobState.RUNNING
+
+        await eventually(seen_running, "the monitor sees the job RUNNING", timeout=10)
+    await tracker.job_control(job_id, "terminate")
+    await tracker.wait(job_id, timeout=60)

@@ -34,11 +34,11 @@ def session_containers(session: str) -> list[str]:
     """The session's job containers (its trackers' lease containers left out)."""
     out = subprocess.run(
         ["docker", "ps", "-a", "--no-trunc", "--filter", f"label={SESSION_LABEL}={session}",
-         "--format", '{{.ID}} {{.Label "aiotracker.lease"}}'],
+         "--format", '{{.ID}} {{.Label "aiotracker.lease"}}{{.Label "com.docker.swarm.task.id"}}'],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     jobs = [line.split()[0] for line in out.stdout.splitlines() if len(line.split()) == 1]
-    if ENGINE == "swarm":  # its jobs are services
+    if ENGINE == "swarm":  # its jobs are services (their task containers go with them)
         jobs += subprocess.run(
             ["docker", "service", "ls", "-q", "--filter", f"label={SESSION_LABEL}={session}"],
             capture_output=True, text=True, check=True,
