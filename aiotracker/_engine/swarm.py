@@ -57,6 +57,7 @@ from .base import (
 from .docker import DockerEngine, event_params
 from .swarm_spec import (
     NAME_LABEL,
+    RUN_LABEL,
     SERVICE_ID_RE,
     TaskView,
     details,
@@ -75,7 +76,6 @@ from .swarm_spec import (
 
 log = logging.getLogger("aiotracker")
 
-RUN_LABEL = "aiotracker.swarm.run"  # the JobIteration of the job's run (set by its start)
 _CONTAINER_ID_RE = re.compile(r"[0-9a-f]{64}")
 _TASK_SERVICE = "com.docker.swarm.service.id"  # on a task container's events
 
@@ -103,6 +103,7 @@ class _Job:
     exit: tuple[int, int] | None = None  # (exit code, ns) of a die a node told first
     where: tuple[DockerEngine, str] | None = None  # the node's engine and task container (hint)
     lost: str = ""  # given up: its node was down too long (the reason)
+    pending_name: str = ""  # renamed while it ran: the service gets the name at its end
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # a die was passed on
 
     def attributes(self, **extra: str) -> dict[str, str]:
@@ -148,6 +149,7 @@ class SwarmEngine:
         self._labels: list[str] = []
         self._local: set[str] = set()  # ids of plain containers on the manager (leases)
         self._to_learn: dict[str, tuple[str, int]] = {}  # services others made or changed
+        self._to_name: set[str] = set()  # ended jobs whose new name the service must get
         self.polls = 0  # task polls made (the benchmark's calls on the manager)
 
     # -- life cycle ----------------------------------------------------------------------
@@ -267,13 +269,12 @@ class SwarmEngine:
             return
         service = await self._service(cid)
         spec = service.get("Spec") or {}
-        if is_started(spec):
-            return  # as a 304: started already
+        if is_started(spec) or self._run_of(service) is not None:
+            return  # as a 304: started already (a job runs once: an ended one is not rerun)
         iteration = int(((service.get("JobStatus") or {}).get("JobIteration") or {}).get("Index")
                         or 0)  # fmt: skip
         run = iteration + 1  # the update makes the next iteration: the run
-        spec = start_update(spec)
-        spec["Labels"] = {**spec.get("Labels", {}), RUN_LABEL: str(run)}
+        spec = start_update(spec, run)
         await self._update("start", service, spec)
         job = self._job(service)
         job.run = run
@@ -340,11 +341,22 @@ class SwarmEngine:
             return
         service = await self._service(cid)
         spec = service.get("Spec") or {}
-        if is_started(spec):
-            # An update would run the job again: a started job keeps its name until it ends.
-            raise EngineCallError(409, f"container {cid} is running: Swarm renames no run")
-        await self._update("rename", service, relabel(spec, name))
-        self._job(service).name = name
+        job = self._job(service)
+        if job.run is None:  # not started: the label changes, the job waits as it did
+            await self._update("rename", service, relabel(spec, name))
+            job.name = name
+            return
+        if job.ended.is_set():  # an update reruns a job unless UNSTARTED is back
+            await self._update("rename", service, stop_update(relabel(spec, name)))
+            job.name = name
+            return
+        if not job.started_ns:
+            # Scheduled, not running: the mark (held) would not stop it from running.
+            raise EngineCallError(409, f"container {cid} is starting: Swarm renames no run")
+        # Running: an update now would run it again. The name is ours at once (events and
+        # inspects carry it) and goes to the service when the run has ended.
+        job.name = job.pending_name = name
+        self._send(str(service["ID"]), "rename", time.time_ns(), job)
 
     async def disable_restart(self, cid: str) -> None:
         if self._is_local(cid):
@@ -376,6 +388,8 @@ class SwarmEngine:
         job = self._jobs.get(sid)
         started_at = _time(job.started_ns) if job is not None and job.started_ns else None
         d = details(service, task, started_at=started_at)
+        if job is not None and job.pending_name:
+            d = replace(d, name=job.pending_name)  # renamed while it ran (rename)
         if job is not None and job.exit is not None and task is not None and not task.ended:
             # A node told the exit before the manager knows it: the node's word.
             code, at = job.exit
@@ -525,12 +539,14 @@ class SwarmEngine:
 
     async def _poll_forever(self) -> NoReturn:
         while True:
-            if not self._polled and not self._to_learn:
+            if not self._polled and not self._to_learn and not self._to_name:
                 self._wake.clear()
                 await self._wake.wait()
             while self._to_learn:
                 sid, (action, at) = self._to_learn.popitem()
                 await self._learn(sid, action, at)
+            while self._to_name:
+                await self._write_name(self._to_name.pop())
             await self._poll()
             await asyncio.sleep(self.poll_interval)
 
@@ -566,6 +582,20 @@ class SwarmEngine:
             elif job.killed or job.task is not None:
                 # Its task is gone before we saw it end: removed by a terminate.
                 self._died(sid, job, 137, time.time_ns())
+
+    async def _write_name(self, sid: str) -> None:
+        """A name given while the job ran, written to its service now that the run ended
+        (with UNSTARTED back, so that the update does not run it again)."""
+        job = self._jobs.get(sid)
+        if job is None or not job.pending_name:
+            return
+        try:
+            service = await self._manager.request("inspect", f"services/{quote(sid)}")
+            spec = stop_update(relabel(service.get("Spec") or {}, job.pending_name))
+            await self._update("rename", service, spec)
+        except EngineCallError as exc:
+            log.warning("swarm: job %s keeps its old name on the manager: %s", sid, exc)
+        job.pending_name = ""
 
     async def _drop_removed(self) -> None:
         """Forget the followed jobs whose services are gone (their remove events may still be
@@ -608,6 +638,9 @@ class SwarmEngine:
         job.ended.set()
         self._polled.discard(sid)
         self._send(sid, "die", at, job, exitCode=str(code))
+        if job.pending_name:
+            self._to_name.add(sid)  # the poller's task writes it to the service
+            self._wake.set()
 
     def _send(self, sid: str, action: str, at: int, job: _Job, **extra: str) -> None:
         if self._emit is not None:

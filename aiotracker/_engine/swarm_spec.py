@@ -28,6 +28,7 @@ from .._template_label import parse_go_time
 from .base import ContainerDetails, ContainerSummary, EngineCallError, EngineInfo
 
 NAME_LABEL = "aiotracker.swarm.name"  # the job's container name, marks included
+RUN_LABEL = "aiotracker.swarm.run"  # the JobIteration of the job's run (set by its start)
 # A constraint no node meets: a job made and not started (or held) waits on it, pending.
 UNSTARTED = "node.labels.aiotracker.unstarted==1"
 SERVICE_ID_RE = re.compile(r"[0-9a-z]{1,25}")
@@ -140,21 +141,27 @@ def constraints(config: Mapping[str, Any], *, started: bool) -> list[str]:
     return out
 
 
-def start_update(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec that starts a made job: the same, without ``UNSTARTED``."""
+def start_update(spec: Mapping[str, Any], run: int | None = None) -> dict[str, Any]:
+    """The spec that starts a made job: the same, without ``UNSTARTED``; with ``run`` (the
+    JobIteration the update makes), that iteration in ``RUN_LABEL``."""
     task = dict(spec["TaskTemplate"])
     placement = dict(task.get("Placement") or {})
     placement["Constraints"] = [c for c in placement.get("Constraints") or () if c != UNSTARTED]
     task["Placement"] = placement
-    return {**spec, "TaskTemplate": task}
+    out = {**spec, "TaskTemplate": task}
+    if run is not None:
+        out["Labels"] = {**(spec.get("Labels") or {}), RUN_LABEL: str(run)}
+    return out
 
 
 def stop_update(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The spec that terminates a started job: ``UNSTARTED`` back (Swarm removes the run's
-    task, and the next iteration's waits for ever)."""
+    task, and the next iteration's waits for ever). After the run has ended, any update of
+    the job's spec needs it too, or Swarm runs the job again."""
     task = dict(spec["TaskTemplate"])
     placement = dict(task.get("Placement") or {})
-    placement["Constraints"] = [*(placement.get("Constraints") or ()), UNSTARTED]
+    kept = [c for c in placement.get("Constraints") or () if c != UNSTARTED]
+    placement["Constraints"] = [*kept, UNSTARTED]
     task["Placement"] = placement
     return {**spec, "TaskTemplate": task}
 
@@ -246,9 +253,17 @@ def details(
     container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
     labels = dict(container.get("Labels") or spec.get("Labels") or {})
     name = str((spec.get("Labels") or {}).get(NAME_LABEL) or spec.get("Name") or "")
-    status = "created" if task is None or not is_started(spec) else task.status
-    if task is not None and status == "created" and task.state in _ENDED:
-        status = "exited"
+    # Started: its start set the run's iteration (a terminate, or a rename after the end,
+    # puts UNSTARTED back so that the next iteration waits for ever), or it has no such label
+    # (made by another tool) and nothing holds it back.
+    run = RUN_LABEL in (spec.get("Labels") or {})
+    stopped = run and not is_started(spec)
+    if task is None:
+        status = "exited" if stopped else "created"  # stopped with no task: removed by a kill
+    elif not run and not is_started(spec):
+        status = "exited" if task.state in _ENDED else "created"
+    else:
+        status = task.status
     # It ran if its task had a container (a rejected task, or a failed one with none, never
     # started: its start failed).
     ran = status in ("running", "exited") and task is not None and bool(task.container_id)
@@ -263,7 +278,11 @@ def details(
         restarting=False,
         oom_killed=False,
         dead=False,
-        exit_code=(task.exit_code or 0) if task is not None and status == "exited" else 0,
+        exit_code=(task.exit_code or 0)
+        if task is not None and status == "exited"
+        else 137
+        if status == "exited"
+        else 0,
         error=task.error if task is not None and task.state in _FAILED else "",
         created=parse_go_time(service.get("CreatedAt")),
         started_at=started_at if ran else None,

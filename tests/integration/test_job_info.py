@@ -10,8 +10,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from aiotracker import DockerTracker, JobInfo, JobState, JobTemplate
 from aiotracker._template_label import parse_go_time
+from tests.integration.test_tracker import add_running
 
 Make = Callable[..., JobTemplate]
 
@@ -48,7 +51,7 @@ async def test_times_are_in_order_for_short_jobs(tracker: DockerTracker, templat
 async def test_wallclock_of_a_one_second_job(tracker: DockerTracker, template: Make) -> None:
     """A `sleep 1` job's wallclock is 1 s within 0.2 s; while it runs, it counts on the
     engine's clock (never negative, never past the end)."""
-    job_id = await tracker.add_job(template("sleep", "1"))
+    job_id = await add_running(tracker, template("sleep", "1"))
     running = await tracker.job_info(job_id)
     assert running.wallclock_time is not None
     assert timedelta(0) <= running.wallclock_time < timedelta(seconds=1.2)
@@ -72,6 +75,7 @@ async def test_cpu_time_of_a_busy_job(tracker: DockerTracker, template: Make) ->
     assert (await tracker.job_info(job_id)).cpu_time is None  # the engine no longer has it
 
 
+@pytest.mark.not_swarm("a restart policy is refused there: a service runs its job once")
 async def test_restarted_job_shows_its_current_run(tracker: DockerTracker, template: Make) -> None:
     """A job a restart policy ran again shows the current run: no exit status or finish
     time of the previous one, and a dispatch after the previous finish."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from aiotracker import DockerTracker, JobState, JobTemplate
+from tests.integration.conftest import make_tracker
 
 Make = Callable[..., JobTemplate]
 
@@ -35,9 +36,9 @@ async def test_a_start_time_survives_closing_the_tracker(
 ) -> None:
     """The start time lives in the job's labels: a tracker opened later starts it then."""
     start = soon(3)
-    async with DockerTracker(session_name, labels=labels) as first:
+    async with make_tracker(session_name, labels=labels) as first:
         job_id = await first.add_job(template("true", start_time=start))
-    async with DockerTracker(session_name, labels=labels) as second:
+    async with make_tracker(session_name, labels=labels) as second:
         assert await second.job_state(job_id) is JobState.QUEUED
         assert await second.wait(job_id, timeout=60) is JobState.DONE
         info = await second.job_info(job_id)

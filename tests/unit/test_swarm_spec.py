@@ -25,6 +25,7 @@ from aiotracker._config import create_config
 from aiotracker._engine.base import EngineCallError
 from aiotracker._engine.swarm_spec import (
     NAME_LABEL,
+    RUN_LABEL,
     SERVICE_ID_RE,
     UNSTARTED,
     TaskView,
@@ -32,6 +33,7 @@ from aiotracker._engine.swarm_spec import (
     details,
     is_started,
     latest,
+    node_info,
     relabel,
     service_name,
     service_spec,
@@ -167,7 +169,7 @@ def view(state: str, **kwargs: Any) -> TaskView:
 def started_service(config: dict[str, Any] | None = None, name: str = JOB) -> dict[str, Any]:
     """A job's service after its start (the update made iteration 1, its run)."""
     spec = service_spec(config or busybox(remote_command="/bin/true"), name, started=False)
-    return service_raw(start_update(spec), iteration=1)
+    return service_raw(start_update(spec, 1), iteration=1)
 
 
 def unstarted_service(config: dict[str, Any] | None = None, name: str = JOB) -> dict[str, Any]:
@@ -1046,3 +1048,76 @@ def test_life_of_a_job() -> None:
     d = details(service, latest(tasks), started_at=RUN)
     assert (state_from_details(d), d.exit_code, d.finished_at) == (JobState.FAILED, 3, END)
     assert d.cmd == ("/bin/sh", "-c", "exit 3")
+
+
+# ==========================================================================================
+# a run's end, a terminate, a rename after the end; nodes
+# ==========================================================================================
+
+
+def test_start_update_with_a_run_records_its_iteration() -> None:
+    """The start's update names the iteration it makes, so that readers look at that run."""
+    made = service_spec(busybox(), JOB, started=False)
+    assert RUN_LABEL not in start_update(made)["Labels"]
+    assert start_update(made, 3)["Labels"][RUN_LABEL] == "3"
+    assert RUN_LABEL not in made["Labels"]  # not changed in place
+
+
+def test_stop_update_adds_unstarted_once() -> None:
+    """A job stopped twice (terminated, then renamed after its end) has one UNSTARTED."""
+    spec = start_update(service_spec(busybox(), JOB, started=False), 1)
+    twice = stop_update(stop_update(spec))
+    assert twice["TaskTemplate"]["Placement"]["Constraints"].count(UNSTARTED) == 1
+    assert not is_started(twice)
+
+
+def test_a_run_that_ended_reads_as_its_task_after_a_rename() -> None:
+    """A job renamed after its end (UNSTARTED back, the next iteration pending for ever) reads
+    as its run's task says: exited with its code, its new name, its start kept."""
+    service = started_service()
+    spec = stop_update(relabel(service["Spec"], JOB + DEADLINE_SUFFIX))
+    renamed = {**service, "Spec": spec}
+    task = view("failed", exit_code=137, timestamp=T_END)
+    d = details(renamed, task)
+    assert (d.status, d.exit_code, d.name) == ("exited", 137, JOB + DEADLINE_SUFFIX)
+    assert d.started_at is not None
+    assert state_from_details(d) is JobState.FAILED
+
+
+def test_a_terminated_run_whose_task_is_gone_reads_as_killed() -> None:
+    """Terminated through the manager (UNSTARTED back), its run's task removed with it: an
+    exit by SIGKILL, not a job waiting to start."""
+    service = started_service()
+    stopped = {**service, "Spec": stop_update(service["Spec"])}
+    d = details(stopped, None)
+    assert (d.status, d.exit_code) == ("exited", 137)
+    assert state_from_details(d) is JobState.FAILED
+
+
+def test_a_started_job_with_no_task_yet_is_queued() -> None:
+    """Just started (the scheduler has made no task yet): created, QUEUED."""
+    d = details(started_service(), None)
+    assert d.status == "created"
+    assert state_from_details(d) is JobState.QUEUED
+
+
+def test_node_info_as_a_machine() -> None:
+    """A node of GET /nodes: its hostname, CPUs (NanoCPUs), memory and platform; it takes
+    jobs when ready and active (not down, not drained)."""
+    raw = {
+        "ID": "2ckisrycpmocuiuyvqenfnvmq",
+        "Spec": {"Availability": "active", "Role": "worker"},
+        "Description": {
+            "Hostname": "aiotracker-n2",
+            "Platform": {"Architecture": "x86_64", "OS": "linux"},
+            "Resources": {"NanoCPUs": 2_000_000_000, "MemoryBytes": 25_000_000_000},
+            "Engine": {"EngineVersion": "20.10.24+dfsg1"},
+        },
+        "Status": {"State": "ready", "Addr": "127.0.0.12"},
+    }
+    info, up = node_info(raw)
+    assert (info.host_name, info.cpus, info.memory_bytes) == ("aiotracker-n2", 2, 25_000_000_000)
+    assert (info.architecture, info.os_type, info.version) == ("x86_64", "linux", "20.10.24+dfsg1")
+    assert up
+    assert not node_info({**raw, "Status": {"State": "down"}})[1]
+    assert not node_info({**raw, "Spec": {"Availability": "drain"}})[1]
