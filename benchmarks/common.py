@@ -143,6 +143,7 @@ class Sizes:
     cost_jobs: int  # 9: jobs per method and round
     cost_rounds: int  # 9: interleaved rounds, median reported
     settle: float = 1.0  # scales the fixed pauses (settling, trailing windows); smoke: shorter
+    open_runs: int = 3  # 7: open() is timed in this many fresh processes, median reported
 
 
 QUICK = Sizes(
@@ -165,7 +166,7 @@ SMOKE = Sizes(
     submit_jobs=2, submit_reps=1, array_tasks=2, array_reps=1, bounded_tasks=2,
     output_bytes=64 * 2**10, output_reps=1, scale_jobs=(3, 6), open_jobs=3,
     many_jobs=200, many_wait_cap=200, many_real_jobs=3, many_rounds=1,
-    burst_jobs=3, cost_jobs=2, cost_rounds=1, settle=0.3,
+    burst_jobs=3, cost_jobs=2, cost_rounds=1, settle=0.3, open_runs=1,
 )  # fmt: skip
 
 

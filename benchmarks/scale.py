@@ -62,9 +62,6 @@ class OpenResult:
         self.bytes = 0
 
 
-OPEN_RUNS = 3  # open() is timed in this many fresh processes; the median is reported
-
-
 async def _time_open(session: str, url: str) -> dict[str, float]:
     """In a fresh process, untraced: the engine's list of the session, then open()."""
     async with aiodocker.Docker(url=url) as client:
@@ -87,7 +84,7 @@ async def _time_open(session: str, url: str) -> dict[str, float]:
 async def _open_on(ctx: Context, session: str, jobs: int) -> OpenResult:
     result = OpenResult(jobs)
     runs = []
-    for _ in range(OPEN_RUNS):
+    for _ in range(ctx.sizes.open_runs):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "benchmarks.scale", session, ctx.engine.url,
             stdout=asyncio.subprocess.PIPE,
@@ -175,7 +172,7 @@ async def run(ctx: Context) -> Section:
         )  # fmt: skip
     b.notes.append(
         f"open() = connect, start the event stream, list, seed the cache; timed in a fresh "
-        f"process without tracemalloc (median of {OPEN_RUNS}), as is the engine's list "
+        f"process without tracemalloc (median of {ctx.sizes.open_runs}), as is the engine's list "
         "(GET /containers/json?all=1 filtered by the session label); bytes per job = the "
         "seeded cache, traced in this process"
     )
