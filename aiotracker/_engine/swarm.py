@@ -104,6 +104,7 @@ class _Job:
     where: tuple[DockerEngine, str] | None = None  # the node's engine and task container (hint)
     lost: str = ""  # given up: its node was down too long (the reason)
     pending_name: str = ""  # renamed while it ran: the service gets the name at its end
+    paused: bool = False  # as the node's pause and unpause events said
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # a die was passed on
 
     def attributes(self, **extra: str) -> dict[str, str]:
@@ -137,6 +138,8 @@ class SwarmEngine:
                               for u in node_urls]  # fmt: skip
         self._nodes: dict[str, DockerEngine] = {}  # node id -> its engine (those given)
         self._opened: set[DockerEngine] = set()  # node engines that answered once
+        self._manager_node = ""  # the manager's own node id
+        self._node_ids: dict[str, DockerEngine] = {}  # node id -> the given engine that is it
         self._down_since: dict[str, int] = {}  # node id -> when the manager said it went down
         self.node_down_grace = node_down_grace
         self._hostnames: dict[str, str] = {}  # node id -> hostname
@@ -160,7 +163,8 @@ class SwarmEngine:
             raw = await self._manager.request("info", "info")
             _check_manager(self.url, raw)
             # The manager is a node too: its own tasks' containers are on its engine.
-            self._nodes[str(raw["Swarm"].get("NodeID") or "")] = self._manager
+            self._manager_node = str(raw["Swarm"].get("NodeID") or "")
+            self._nodes[self._manager_node] = self._manager
             for node in self._node_engines:
                 try:
                     await self._open_node(node)
@@ -173,15 +177,21 @@ class SwarmEngine:
             raise
         return info
 
-    async def _open_node(self, node: DockerEngine) -> None:
+    async def _open_node(self, node: DockerEngine) -> str:
         await node.open()
         raw = await node.request("info", "info")
         node_id = str(((raw or {}).get("Swarm") or {}).get("NodeID") or "")
         if not node_id:
             await node.aclose()
             raise EngineConnectionError(f"{node.url} is not a node of a swarm")
-        self._nodes[node_id] = node
+        self._nodes.setdefault(node_id, node)  # the manager's own node: its engine stays
+        self._node_ids[node_id] = node
         self._opened.add(node)
+        return node_id
+
+    def _node_of(self, engine: DockerEngine) -> str:
+        """The node id of a given node engine ("" until it answered)."""
+        return next((n for n, e in self._node_ids.items() if e is engine), "")
 
     async def info(self) -> EngineInfo:
         return await self._manager.info()
@@ -521,6 +531,9 @@ class SwarmEngine:
             try:
                 if node not in self._opened:
                     await self._open_node(node)
+                if self._node_of(node) == self._manager_node:
+                    # The manager's engine: its events come with the manager's own stream.
+                    await anyio.sleep_forever()
                 await node.stream_events(labels, None, lambda: None, partial(self._hint, node))
             except (EngineConnectionError, EngineCallError) as exc:
                 log.debug("swarm: hints from %s stopped: %s", node.url, exc)
@@ -712,7 +725,9 @@ class SwarmEngine:
         if event.action == "start" and not job.ended.is_set():
             job.where = (node, event.container_id)
         if event.action in ("pause", "unpause"):
-            self._send(sid, event.action, event.time_ns, job)
+            if job.paused != (event.action == "pause"):  # once, whichever stream said it
+                job.paused = event.action == "pause"
+                self._send(sid, event.action, event.time_ns, job)
         elif event.action == "die" and not job.ended.is_set():
             if job.task is None or job.task.container_id in ("", event.container_id):
                 code = event.attributes.get("exitCode", "0")

@@ -119,6 +119,7 @@ async def test_stdout_and_stderr_byte_exact_and_apart(
     assert err.read_bytes() == (data / "err.bin").read_bytes()
 
 
+@pytest.mark.timeout(600)  # the node's return is slow on a loaded host
 async def test_worker_down_mid_job(
     session_name: str, labels: dict[str, str], template: Make
 ) -> None:
