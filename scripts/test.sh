@@ -19,6 +19,7 @@ SWARM_TESTS=(
     tests/integration/test_session_layer.py
     tests/integration/test_job_info.py
     tests/integration/test_timers.py
+    tests/integration/test_docs.py
 )
 
 # Start the swarm and export its addresses; status 3: namespaces cannot be used here.

@@ -44,7 +44,7 @@ from urllib.parse import quote
 
 import anyio
 
-from .._labels import LEASE_LABEL
+from .._labels import LEASE_LABEL, is_terminated_name
 from .base import (
     ContainerDetails,
     ContainerEvent,
@@ -105,6 +105,8 @@ class _Job:
     lost: str = ""  # given up: its node was down too long (the reason)
     pending_name: str = ""  # renamed while it ran: the service gets the name at its end
     paused: bool = False  # as the node's pause and unpause events said
+    lost_reported: bool = False  # its node is down and UNDETERMINED was said
+    last_ns: int = 0  # the stamp of the last event passed on for it
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # a die was passed on
 
     def attributes(self, **extra: str) -> dict[str, str]:
@@ -153,6 +155,7 @@ class SwarmEngine:
         self._local: set[str] = set()  # ids of plain containers on the manager (leases)
         self._to_learn: dict[str, tuple[str, int]] = {}  # services others made or changed
         self._to_name: set[str] = set()  # ended jobs whose new name the service must get
+        self._removed: dict[str, None] = {}  # services seen removed, oldest first (bounded)
         self.polls = 0  # task polls made (the benchmark's calls on the manager)
 
     # -- life cycle ----------------------------------------------------------------------
@@ -179,7 +182,11 @@ class SwarmEngine:
 
     async def _open_node(self, node: DockerEngine) -> str:
         await node.open()
-        raw = await node.request("info", "info")
+        try:
+            raw = await node.request("info", "info")
+        except BaseException:
+            await node.aclose()  # tried again later: no client left behind meanwhile
+            raise
         node_id = str(((raw or {}).get("Swarm") or {}).get("NodeID") or "")
         if not node_id:
             await node.aclose()
@@ -224,6 +231,23 @@ class SwarmEngine:
     def _came_back(self, node_id: str) -> None:
         self._down.discard(node_id)
         self._down_since.pop(node_id, None)
+        for sid in list(self._polled):  # its jobs that still run are found again: RUNNING
+            job = self._jobs.get(sid)
+            if job is None or not job.lost_reported or job.ended.is_set():
+                continue
+            if job.task is not None and job.task.node_id == node_id:
+                job.lost_reported = False
+                self._send(sid, "start", time.time_ns(), job)
+
+    def _report_lost(self, at: int) -> None:
+        """The followed jobs running on a node that is down, not yet said: UNDETERMINED."""
+        for sid in list(self._polled):
+            job = self._jobs.get(sid)
+            if job is None or job.lost_reported or job.ended.is_set() or not job.started_ns:
+                continue
+            if job.task is not None and job.task.node_id in self._down:
+                job.lost_reported = True
+                self._send(sid, "lost", at, job)
 
     # -- which object an id names ------------------------------------------------------------
 
@@ -281,6 +305,9 @@ class SwarmEngine:
         spec = service.get("Spec") or {}
         if is_started(spec) or self._run_of(service) is not None:
             return  # as a 304: started already (a job runs once: an ended one is not rerun)
+        if is_terminated_name(str((spec.get("Labels") or {}).get(NAME_LABEL) or "")):
+            # Terminated by another tracker between our look and this start: it never runs.
+            raise EngineCallError(409, f"container {cid} was terminated: not started")
         iteration = int(((service.get("JobStatus") or {}).get("JobIteration") or {}).get("Index")
                         or 0)  # fmt: skip
         run = iteration + 1  # the update makes the next iteration: the run
@@ -302,7 +329,7 @@ class SwarmEngine:
         spec = service.get("Spec") or {}
         sid = str(service["ID"])
         job = self._job(service)
-        if not is_started(spec) or (job.task is not None and job.task.ended):
+        if not is_started(spec) or job.ended.is_set() or (job.task is not None and job.task.ended):
             raise EngineCallError(409, f"container {cid} is not running")
         task = self._run_task(service, await self._tasks([sid]))
         where = job.where
@@ -327,16 +354,20 @@ class SwarmEngine:
         engine, container = await self._on_node(cid, "resume")
         await engine.unpause(container)
 
-    async def _on_node(self, cid: str, what: str) -> tuple[DockerEngine, str]:
-        """The engine of the node that runs the job, and its task's container."""
+    async def _on_node(
+        self, cid: str, what: str, *, running: bool = True
+    ) -> tuple[DockerEngine, str]:
+        """The engine of the node that runs the job (``running``; else ran it), and its task's
+        container (a task's container stays on its node after the end, until the service
+        goes)."""
         if self._is_local(cid):
             return self._manager, cid
         known = self._jobs.get(cid)
-        if known is not None and known.where is not None and not known.ended.is_set():
+        if known is not None and known.where is not None and not (running and known.ended.is_set()):
             return known.where  # its node said it started it: no need to ask the manager
         service = await self._service(cid)
         task = self._run_task(service, await self._tasks([str(service["ID"])]))
-        if task is None or task.status != "running":
+        if task is None or not task.container_id or (running and task.status != "running"):
             raise EngineCallError(409, f"container {cid} is not running")
         engine = self._nodes.get(task.node_id)
         if engine is None:
@@ -406,13 +437,14 @@ class SwarmEngine:
             d = replace(d, status="exited", running=False, exit_code=code, finished_at=_time(at),
                         started_at=started_at or d.started_at or _time(at),
                         error=job.lost or d.error)  # fmt: skip
+        node_down = task is not None and task.node_id in self._down
         if job is not None and job.where is not None and d.status in ("created", "running"):
             # Its node runs it (the manager may not know yet): the node's container says
-            # whether it is paused, which Swarm itself never knows.
+            # whether it is paused, which Swarm itself never knows. (Not a node that is down.)
             engine, container = job.where
             try:
-                on_node = await engine.inspect(container)
-            except EngineCallError:
+                on_node = None if node_down else await engine.inspect(container)
+            except (EngineCallError, EngineConnectionError):
                 on_node = None
             if on_node is not None and on_node.status in ("running", "paused"):
                 d = replace(d, status=on_node.status, running=True, paused=on_node.paused,
@@ -438,8 +470,14 @@ class SwarmEngine:
         if label is not None and label.startswith(LEASE_LABEL):
             return local
         params = {"filters": json.dumps({"label": [label]})} if label else None
-        services = await self._manager.request("list", "services", params=params) or []
-        tasks = await self._tasks([str(s["ID"]) for s in services])
+        for attempt in range(3):
+            services = await self._manager.request("list", "services", params=params) or []
+            try:
+                tasks = await self._tasks([str(s["ID"]) for s in services])
+                break
+            except EngineCallError as exc:  # a service removed between the two calls
+                if exc.status != 404 or attempt == 2:
+                    raise
         by_service: dict[str, list[TaskView]] = {}
         for t in tasks:
             by_service.setdefault(t.service_id, []).append(t)
@@ -516,11 +554,11 @@ class SwarmEngine:
                 await self._catch_up()
                 on_connected()
                 await self._poll_forever()
-        except* EngineCallError as group:
+        except* (EngineCallError, EngineConnectionError) as group:
             failure = group.exceptions[0]
+            if isinstance(failure, EngineConnectionError):
+                raise failure from None
             raise EngineConnectionError(f"the Swarm manager failed: {failure}") from None
-        except* EngineConnectionError as group:
-            raise group.exceptions[0] from None
         raise EngineConnectionError("the Swarm event streams ended")  # not reached
 
     async def _hints_from(self, node: DockerEngine, labels: Sequence[str]) -> NoReturn:
@@ -555,11 +593,13 @@ class SwarmEngine:
             if not self._polled and not self._to_learn and not self._to_name:
                 self._wake.clear()
                 await self._wake.wait()
-            while self._to_learn:
-                sid, (action, at) = self._to_learn.popitem()
-                await self._learn(sid, action, at)
-            while self._to_name:
-                await self._write_name(self._to_name.pop())
+            for sid in list(self._to_name):
+                if await self._write_name(sid):
+                    self._to_name.discard(sid)
+            for sid, (action, at) in list(self._to_learn.items()):
+                if not await self._learn(sid, action, at):
+                    break  # the manager is away or failing: after the next poll
+                self._to_learn.pop(sid, None)  # (a remove may have taken it meanwhile)
             await self._poll()
             await asyncio.sleep(self.poll_interval)
 
@@ -587,6 +627,7 @@ class SwarmEngine:
             task = latest([t for t in by_service.get(sid, []) if t.iteration == job.run])
             if task is not None and not task.ended and task.node_id in self._down_since:
                 job.task = task
+                self._report_lost(now)
                 down_ns = now - self._down_since[task.node_id]
                 if down_ns > self.node_down_grace * 1e9:
                     self._given_up(sid, job, now)
@@ -596,19 +637,27 @@ class SwarmEngine:
                 # Its task is gone before we saw it end: removed by a terminate.
                 self._died(sid, job, 137, time.time_ns())
 
-    async def _write_name(self, sid: str) -> None:
-        """A name given while the job ran, written to its service now that the run ended
-        (with UNSTARTED back, so that the update does not run it again)."""
+    async def _write_name(self, sid: str) -> bool:
+        """A name given while the job ran, written to its service once the manager too says
+        the run ended (an update before would make Swarm remove the run's task, its log with
+        it), with UNSTARTED back so that the update does not run it again. False: not yet."""
         job = self._jobs.get(sid)
         if job is None or not job.pending_name:
-            return
+            return True
         try:
             service = await self._manager.request("inspect", f"services/{quote(sid)}")
+            task = self._run_task(service, await self._tasks([sid]))
+            if task is not None and not task.ended:
+                return False  # the manager has not heard of the end yet: after the next poll
             spec = stop_update(relabel(service.get("Spec") or {}, job.pending_name))
             await self._update("rename", service, spec)
+        except EngineConnectionError:
+            return False
         except EngineCallError as exc:
-            log.warning("swarm: job %s keeps its old name on the manager: %s", sid, exc)
+            if exc.status != 404:  # 404: removed meanwhile, nothing to name
+                log.warning("swarm: job %s keeps its old name on the manager: %s", sid, exc)
         job.pending_name = ""
+        return True
 
     async def _drop_removed(self) -> None:
         """Forget the followed jobs whose services are gone (their remove events may still be
@@ -639,8 +688,6 @@ class SwarmEngine:
         job.lost = (f"its node {self._hostnames.get(node, node)} was down for more than "
                     f"{self.node_down_grace:g} s: how the job ended is unknown")  # fmt: skip
         job.exit = (255, at)
-        if not job.started_ns:
-            self._started(sid, job, at - 1)
         self._died(sid, job, 255, at)
 
     def _started(self, sid: str, job: _Job, at: int) -> None:
@@ -648,6 +695,8 @@ class SwarmEngine:
         self._send(sid, "start", at, job)
 
     def _died(self, sid: str, job: _Job, code: int, at: int) -> None:
+        if job.ended.is_set():
+            return  # one die per run, whoever tells it first
         job.ended.set()
         self._polled.discard(sid)
         self._send(sid, "die", at, job, exitCode=str(code))
@@ -656,6 +705,9 @@ class SwarmEngine:
             self._wake.set()
 
     def _send(self, sid: str, action: str, at: int, job: _Job, **extra: str) -> None:
+        # A job's events come from several clocks (the nodes', the manager's, this host's):
+        # each is stamped after the last, or the cache would drop one as stale.
+        at = job.last_ns = max(at, job.last_ns + 1)
         if self._emit is not None:
             self._emit(ContainerEvent(sid, action, at, job.attributes(**extra)))
 
@@ -668,10 +720,7 @@ class SwarmEngine:
             node_id = str(actor.get("ID") or "")
             if attrs.get("state.new") == "down":
                 self._went_down(node_id, at)
-                for sid in list(self._polled):
-                    job = self._jobs[sid]
-                    if job.task is not None and job.task.node_id == node_id and job.started_ns:
-                        self._send(sid, "lost", at, job)
+                self._report_lost(at)
             elif attrs.get("state.new") == "ready":
                 self._came_back(node_id)
             return
@@ -681,21 +730,30 @@ class SwarmEngine:
         if action == "remove":
             gone = self._jobs.pop(sid, None)
             self._polled.discard(sid)
+            self._to_learn.pop(sid, None)
+            self._removed[sid] = None  # a learn in flight must not bring it back
+            while len(self._removed) > 4096:
+                del self._removed[next(iter(self._removed))]
             if gone is not None:
                 self._send(sid, "destroy", at, gone)
+            elif self._emit is not None:  # made and removed before we learnt of it
+                self._emit(ContainerEvent(sid, "destroy", at, {}))
         elif action in ("create", "update"):
             self._to_learn.setdefault(sid, (action, at))  # read by the poller's task
             self._wake.set()
 
-    async def _learn(self, sid: str, action: str, at: int) -> None:
-        """Another tracker's job (or ours, changed): read its service once."""
+    async def _learn(self, sid: str, action: str, at: int) -> bool:
+        """Another tracker's job (or ours, changed): read its service once. False: the
+        manager did not answer (tried again after the next poll)."""
         try:
             service = await self._manager.request("inspect", f"services/{quote(sid)}")
-        except (EngineCallError, EngineConnectionError):
-            return  # removed meanwhile, or the manager is away (a catch-up follows)
+        except EngineConnectionError:
+            return False
+        except EngineCallError as exc:
+            return exc.status == 404  # 404: removed meanwhile (its remove event follows)
         labels = (service.get("Spec") or {}).get("Labels") or {}
-        if not all(_has_label(labels, want) for want in self._labels):
-            return
+        if sid in self._removed or not all(_has_label(labels, want) for want in self._labels):
+            return True
         known = sid in self._jobs
         job = self._job(service)
         name = str(labels.get(NAME_LABEL) or job.name)
@@ -706,6 +764,7 @@ class SwarmEngine:
             self._send(sid, "rename", at, job)
         if job.run is not None and not job.ended.is_set():
             self._follow(sid)
+        return True
 
     def _local_event(self, event: ContainerEvent) -> None:
         """An event of the manager's own engine: a lease's, or (the manager is a node too) a
@@ -784,7 +843,7 @@ class SwarmEngine:
                 await opened.__aexit__(None, None, None)
 
     async def copy_out(self, cid: str, path: str, write: Callable[[bytes], object]) -> None:
-        engine, container = await self._on_node(cid, "stage-out")
+        engine, container = await self._on_node(cid, "stage-out", running=False)
         await engine.copy_out(container, path, write)
 
     async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:

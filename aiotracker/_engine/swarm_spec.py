@@ -111,6 +111,10 @@ def service_spec(config: Mapping[str, Any], name: str, *, started: bool) -> dict
         # The whole output is read from the log (there is no attach): the local driver's
         # default of 5 files of 20 MB would keep only the last 100 MB of it.
         options = {"max-size": "100g", "max-file": "1", "compress": "false"}
+    if (log_config.get("Type") or "local") == "local":
+        # The output is the log: kept in one file, never rotated away (a max-size of the
+        # template's own is kept, as a bound on the output).
+        options = {"max-size": "100g", "compress": "false", **options, "max-file": "1"}
     log_driver = {"Name": log_config.get("Type") or "local", "Options": options}
     task: dict[str, Any] = {
         "ContainerSpec": container,
@@ -217,8 +221,10 @@ def task_view(raw: Mapping[str, Any]) -> TaskView:
         code = 127 if code in (None, 0) else code  # never ran: the start failed
     elif state == "shutdown" and word == "exited" and not code:
         code = 143  # scaled down (terminated): SIGTERM, as the task was told
-    elif state == "orphaned" and not code:
-        code = 255  # its node was down too long: how it ended is unknown, never DONE
+    elif state in ("orphaned", "failed") and not code:
+        # Its node was down too long, or its container vanished ("No such container", a
+        # node back from a crash): how it ended is unknown, and it is never DONE.
+        code = 255
     return TaskView(
         task_id=str(raw.get("ID") or ""),
         service_id=str(raw.get("ServiceID") or ""),

@@ -427,11 +427,15 @@ def test_default_log_driver_without_any_host_config() -> None:
     }
 
 
-def test_explicit_log_config_is_kept() -> None:
-    """The log-max-size and log-max-file extensions' options are passed on as they are."""
+def test_log_size_kept_and_never_rotated_away() -> None:
+    """The log is the output on Swarm: log-max-size bounds it, but it is never split into
+    rotated files (the last of which alone would be read): max-file is 1 whatever it asked."""
     config = busybox(extensions={"log-max-size": "1g", "log-max-file": "3"})
     log_driver = service_spec(config, JOB, started=True)["TaskTemplate"]["LogDriver"]
-    assert log_driver == {"Name": "local", "Options": {"max-size": str(1 << 30), "max-file": "3"}}
+    assert log_driver == {
+        "Name": "local",
+        "Options": {"max-size": str(1 << 30), "max-file": "1", "compress": "false"},
+    }
 
 
 def test_explicit_log_driver_type_is_kept() -> None:
@@ -1121,3 +1125,13 @@ def test_node_info_as_a_machine() -> None:
     assert up
     assert not node_info({**raw, "Status": {"State": "down"}})[1]
     assert not node_info({**raw, "Spec": {"Availability": "drain"}})[1]
+
+
+def test_a_failed_task_whose_container_vanished_is_never_done() -> None:
+    """A node back from a crash fails its task "No such container", with no exit code (Go
+    omits a zero): how the job ended is unknown, so 255 and FAILED, never DONE."""
+    task = view("failed", err="No such container: abc")
+    assert task.exit_code == 255
+    d = details(started_service(), task)
+    assert (d.status, d.exit_code) == ("exited", 255)
+    assert state_from_details(d) is JobState.FAILED
