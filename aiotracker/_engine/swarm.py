@@ -30,6 +30,7 @@ looks at the run's task, not at the pending one that follows it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -411,9 +412,22 @@ class SwarmEngine:
             return
         service = await self._service(cid)
         sid = str(service["ID"])
+        job = self._jobs.get(sid)
+        where = job.where if job is not None else None
+        if where is None:
+            task = self._run_task(service, await self._tasks([sid]))
+            node = self._nodes.get(task.node_id) if task is not None else None
+            if task is not None and node is not None and task.container_id:
+                where = (node, task.container_id)
         await self._manager.request("remove", f"services/{quote(sid)}", "DELETE")
         self._polled.discard(sid)
         self._jobs.pop(sid, None)
+        if where is not None:
+            # Workers were seen to keep the containers of a removed service's tasks (the
+            # manager removes its own): the node's engine, where given, removes it now.
+            # (Gone already, or its node is away: nothing more to do for the job.)
+            with contextlib.suppress(EngineCallError, EngineConnectionError):
+                await where[0].remove(where[1], force=True)
 
     async def inspect(self, cid: str) -> ContainerDetails:
         if self._is_local(cid):

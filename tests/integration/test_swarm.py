@@ -58,6 +58,21 @@ async def test_jobs_land_on_every_node_as_candidate_machines_say(
     assert (await tracker.job_info(by_label)).allocated_machines == ("aiotracker-n2",)
 
 
+async def test_delete_job_leaves_no_container_on_its_node(
+    tracker: DockerTracker, template: Make
+) -> None:
+    """delete_job removes the job's service and its task's container on the worker that ran
+    it (workers were seen to keep them)."""
+    job_id = await tracker.add_job(template("true", candidate_machines=[HOSTS[2]]))
+    assert await tracker.wait(job_id, timeout=60) is JobState.DONE
+    node = SWARM_NODES[2]
+    on_node = ["docker", "-H", node, "ps", "-aq", "--filter",
+               f"label=com.docker.swarm.service.id={job_id}"]  # fmt: skip
+    assert subprocess.run(on_node, capture_output=True, text=True, check=True).stdout.split()
+    await tracker.delete_job(job_id)
+    assert subprocess.run(on_node, capture_output=True, text=True, check=True).stdout.split() == []
+
+
 async def test_unknown_candidate_machine_stays_queued(
     tracker: DockerTracker, template: Make
 ) -> None:
