@@ -25,6 +25,10 @@ Modules:
 - ``engine_cost``: measurement 9 (issue 17): Engine API calls per job, by kind, and dockerd
   CPU per job, aiotracker against raw create+start+wait, counted by ``proxy``: a proxy on
   the engine's socket that records every request it forwards.
+- ``workflow``: measurement 10 (issue 17): a diamond DAG of short jobs (some fail, their
+  descendants skipped) driven through one ``watch``, against raw aiodocker with a
+  ``container.wait()`` per job and with one event subscriber; each driver run in a fresh
+  process (``workflow_dag``): wall time, Python CPU, peak RSS.
 - ``runner``: runs them in order and removes every container it made, also on error or Ctrl-C.
 
 These are benchmarks, not tests: nothing asserts on a timing; each goal is printed as met or

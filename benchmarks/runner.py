@@ -31,7 +31,17 @@ from collections.abc import Awaitable, Callable
 
 import aiotracker
 
-from . import arrays, engine_cost, idle, many_waits, output, scale, submission, wait_latency
+from . import (
+    arrays,
+    engine_cost,
+    idle,
+    many_waits,
+    output,
+    scale,
+    submission,
+    wait_latency,
+    workflow,
+)
 from .common import (
     ENGINES,
     FULL,
@@ -47,7 +57,7 @@ from .common import (
 )
 from .observer import Observer
 
-ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -152,6 +162,7 @@ async def _main(
         await measure(7, lambda: one(scale.run))
         await measure(8, lambda: one(many_waits.run))
         await measure(9, lambda: one(engine_cost.run))
+        await measure(10, lambda: one(workflow.run))
     finally:
         await ctx.observer.stop()
         await remove_containers(ctx)
