@@ -154,7 +154,8 @@ class SwarmEngine:
         self._emit: Callable[[ContainerEvent], None] | None = None
         self._labels: list[str] = []
         self._local: set[str] = set()  # ids of plain containers on the manager (leases)
-        self._to_learn: dict[str, tuple[str, int]] = {}  # services others made or changed
+        # Services made or changed (by anyone) to read: their first event, and how many came.
+        self._to_learn: dict[str, tuple[str, int, int]] = {}
         self._to_name: set[str] = set()  # ended jobs whose new name the service must get
         self._removed: dict[str, None] = {}  # services seen removed, oldest first (bounded)
         self.polls = 0  # task polls made (the benchmark's calls on the manager)
@@ -610,10 +611,8 @@ class SwarmEngine:
             for sid in list(self._to_name):
                 if await self._write_name(sid):
                     self._to_name.discard(sid)
-            for sid, (action, at) in list(self._to_learn.items()):
-                if not await self._learn(sid, action, at):
-                    break  # the manager is away or failing: after the next poll
-                self._to_learn.pop(sid, None)  # (a remove may have taken it meanwhile)
+            if self._to_learn:
+                await self._learn_all()
             await self._poll()
             await asyncio.sleep(self.poll_interval)
 
@@ -753,21 +752,38 @@ class SwarmEngine:
             elif self._emit is not None:  # made and removed before we learnt of it
                 self._emit(ContainerEvent(sid, "destroy", at, {}))
         elif action in ("create", "update"):
-            self._to_learn.setdefault(sid, (action, at))  # read by the poller's task
+            first, first_at, count = self._to_learn.get(sid, (action, at, 0))
+            self._to_learn[sid] = (first, first_at, count + 1)  # read by the poller's task
             self._wake.set()
 
-    async def _learn(self, sid: str, action: str, at: int) -> bool:
-        """Another tracker's job (or ours, changed): read its service once. False: the
-        manager did not answer (tried again after the next poll)."""
+    async def _learn_all(self) -> None:
+        """The services made or changed since the last look (by anyone: a service event
+        names no session), read in one call that keeps only this session's. A manager that
+        does not answer: tried again after the next poll."""
+        queued = dict(self._to_learn)
+        filters = {"id": sorted(queued), "label": self._labels}
         try:
-            service = await self._manager.request("inspect", f"services/{quote(sid)}")
-        except EngineConnectionError:
-            return False
-        except EngineCallError as exc:
-            return exc.status == 404  # 404: removed meanwhile (its remove event follows)
+            services = await self._manager.request(
+                "list", "services", params={"filters": json.dumps(filters)}
+            )
+        except (EngineConnectionError, EngineCallError) as exc:
+            log.debug("swarm: services not learnt yet: %s", exc)
+            return
+        for sid, entry in queued.items():
+            if self._to_learn.get(sid) == entry:  # no event since we asked: read
+                del self._to_learn[sid]
+        for service in services or ():
+            sid = str(service.get("ID") or "")
+            if sid in queued:  # (the id filter matches prefixes)
+                action, at, _ = queued[sid]
+                self._learn(service, action, at)
+
+    def _learn(self, service: Mapping[str, Any], action: str, at: int) -> None:
+        """Another tracker's job (or ours, changed), as its service says now."""
+        sid = str(service["ID"])
         labels = (service.get("Spec") or {}).get("Labels") or {}
-        if sid in self._removed or not all(_has_label(labels, want) for want in self._labels):
-            return True
+        if sid in self._removed:
+            return
         known = sid in self._jobs
         job = self._job(service)
         name = str(labels.get(NAME_LABEL) or job.name)
@@ -778,7 +794,6 @@ class SwarmEngine:
             self._send(sid, "rename", at, job)
         if job.run is not None and not job.ended.is_set():
             self._follow(sid)
-        return True
 
     def _local_event(self, event: ContainerEvent) -> None:
         """An event of the manager's own engine: a lease's, or (the manager is a node too) a

@@ -557,7 +557,8 @@ async def test_suspend_racing_the_jobs_exit_is_invalid_state(
     """Suspending a job that exits meanwhile either suspends it or raises InvalidStateError.
 
     The engine's answer in the race is a 500 ("cannot pause a stopped container") in about one
-    try in eight here; 30 tries miss it about once in fifty runs.
+    try in eight here; 30 tries miss it about once in fifty runs. Podman's runtime says
+    "`runc pause ...` failed: exit status 1" in 29 tries of 30.
     """
     tries = 30
     outcomes: collections.Counter[str] = collections.Counter()
