@@ -48,10 +48,16 @@ if [[ "$engines" == *" podman "* ]]; then
     AIOTRACKER_TEST_ENGINE=podman .venv/bin/python -m pytest tests/integration || status=$?
 fi
 if [[ "$engines" == *" swarm "* ]]; then
+    # A swarm that answered before is reused and left running; one started here is stopped
+    # (by its pids) when the pass is over.
+    started_swarm=1
+    manager=$(bash scripts/swarm-engine.sh env | sed -n 's/^AIOTRACKER_SWARM_MANAGER=//p')
+    if docker -H "$manager" node ls >/dev/null 2>&1; then started_swarm=0; fi
     swarm=0
     swarm_up || swarm=$?
     if [ "$swarm" -eq 0 ]; then
         AIOTRACKER_TEST_ENGINE=swarm .venv/bin/python -m pytest "${SWARM_TESTS[@]}" || status=$?
+        if [ "$started_swarm" -eq 1 ]; then bash scripts/swarm-engine.sh stop; fi
     elif [ "$swarm" -eq 3 ]; then
         echo "test.sh: Swarm tests skipped: network namespaces cannot be used here" >&2
     else
