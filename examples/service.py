@@ -33,11 +33,10 @@ def main() -> None:
     )
     app.router.add_get("/hello", hello)
 
-    async def announce(app: web.Application) -> None:
+    def announce(_: str) -> None:  # run_app calls it once the socket listens
         print(f"serving http://{HOST}:{PORT}/#token={service.token}", flush=True)
 
-    app.on_startup.append(announce)
-    web.run_app(app, host=HOST, port=PORT, print=None, shutdown_timeout=5)
+    web.run_app(app, host=HOST, port=PORT, print=announce, shutdown_timeout=5)
 
 
 if __name__ == "__main__":
