@@ -621,13 +621,20 @@ class SwarmEngine:
         if not self._polled:
             return
         self.polls += 1
-        try:
-            tasks = await self._tasks(sorted(self._polled))
-        except EngineCallError as exc:
-            if exc.status != 404:
-                raise
-            await self._drop_removed()  # one of them was removed: a 404 for the whole call
-            tasks = await self._tasks(sorted(self._polled))
+        for _ in range(5):
+            try:
+                tasks = await self._tasks(sorted(self._polled))
+                break
+            except EngineCallError as exc:
+                if exc.status != 404:
+                    raise
+                # One of them was removed (a 404 for the whole call): forget those gone, ask
+                # again; others may go meanwhile (a cleanup removing many at once).
+                await self._drop_removed()
+                if not self._polled:
+                    return
+        else:
+            return  # services keep going as we ask: the next poll asks again
         by_service: dict[str, list[TaskView]] = {}
         for t in tasks:
             by_service.setdefault(t.service_id, []).append(t)
