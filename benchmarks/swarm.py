@@ -62,7 +62,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
@@ -74,7 +73,18 @@ from aiotracker._engine.swarm import SwarmEngine
 from aiotracker._engine.swarm_spec import service_spec
 from aiotracker._labels import LEASE_LABEL
 
-from .common import IMAGE, PART_LABEL, RUN_LABEL, Table, fmt, fmt_ratio, median, percentile, ratio
+from .common import (
+    IMAGE,
+    PART_LABEL,
+    RUN_LABEL,
+    Table,
+    fmt,
+    fmt_ratio,
+    go_time_ns,
+    median,
+    percentile,
+    ratio,
+)
 
 MANAGER = os.environ.get("AIOTRACKER_SWARM_MANAGER", "unix:///run/aiotracker-swarm/n1/docker.sock")
 NODES = tuple(
@@ -134,20 +144,6 @@ def _sock(url: str) -> str:
 
 
 # -- statistics and times ------------------------------------------------------------------------
-
-_GO_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
-
-
-def go_ns(text: str) -> int | None:
-    """A Go RFC3339Nano time (``FinishedAt``, a task's ``Timestamp``) as Unix ns, exactly."""
-    match = _GO_TIME.match(text or "")
-    if match is None:
-        return None
-    whole, fraction, zone = match.groups()
-    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
-    if moment.year <= 1:
-        return None
-    return int(moment.timestamp()) * 10**9 + int((fraction or "").ljust(9, "0"))
 
 
 def stats(values: Sequence[float]) -> tuple[str, str, str]:
@@ -399,7 +395,7 @@ async def swarm_exits(swarm: Swarm, sids: Sequence[str]) -> dict[str, Exit]:
         if cid and raw is not None:
             with contextlib.suppress(RuntimeError, aiohttp.ClientError, OSError):
                 state = (await raw.json(f"containers/{cid}/json"))["State"]
-                finished, code = go_ns(state.get("FinishedAt") or ""), state.get("ExitCode")
+                finished, code = go_time_ns(state.get("FinishedAt") or ""), state.get("ExitCode")
         out[sid] = Exit(cid, machine, finished, code)
     return out
 
@@ -409,7 +405,7 @@ async def docker_exits(raw: Raw, ids: Sequence[str]) -> dict[str, Exit]:
     for cid in ids:
         with contextlib.suppress(RuntimeError, aiohttp.ClientError, OSError):
             state = (await raw.json(f"containers/{cid}/json"))["State"]
-            out[cid] = Exit(cid, "single engine", go_ns(state.get("FinishedAt") or ""),
+            out[cid] = Exit(cid, "single engine", go_time_ns(state.get("FinishedAt") or ""),
                             state.get("ExitCode"))  # fmt: skip
     return out
 
