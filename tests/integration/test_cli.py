@@ -111,7 +111,9 @@ def test_hold_release_terminate_wait_timeout_and_rm(tool: Tool) -> None:
     refused = tool("rm", job_id)  # not finished
     assert refused.returncode == 1
     assert "only a finished job" in refused.stderr
-    assert tool.json("terminate", job_id)["state"] == "failed"
+    # The kill is sent; its end is known at the die event: at once on Docker, ~0.1-0.25 s
+    # later on Podman (its events come from a file), so it may still read running here.
+    assert tool.json("terminate", job_id)["state"] in ("failed", "running")
     waited = tool("wait", job_id)
     assert (waited.returncode, waited.stdout) == (1, "failed\n")
 
