@@ -47,12 +47,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -78,6 +76,7 @@ from .common import (
     PART_LABEL,
     RUN_LABEL,
     Table,
+    _UnixHTTPConnection,
     fmt,
     fmt_ratio,
     go_time_ns,
@@ -466,20 +465,8 @@ def swarm_engine(tracker: DockerTracker) -> SwarmEngine:
 # -- cleanup -------------------------------------------------------------------------------------
 
 
-class _UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=30)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
 def _http(url: str, method: str, path: str) -> tuple[int, bytes]:
-    conn = _UnixHTTP(_sock(url))
+    conn = _UnixHTTPConnection(_sock(url), 30)
     try:
         conn.request(method, f"/{API}/{path}")
         response = conn.getresponse()
