@@ -84,11 +84,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 ["docker", "service", "rm", *services], capture_output=True, check=False,
                 timeout=120,
             )  # fmt: skip
-        for node in SWARM_NODES:  # the task containers workers keep after their service went
-            left = subprocess.run(
-                ["docker", "-H", node, "ps", "-aq", "--filter", f"label={RUN_LABEL}={RUN_TOKEN}"],
-                capture_output=True, text=True, check=False, timeout=60,
-            ).stdout.split()  # fmt: skip
-            if left:
-                subprocess.run(["docker", "-H", node, "rm", "-f", *left], capture_output=True,
-                               check=False, timeout=300)  # fmt: skip
+        remove_on_nodes(f"label={RUN_LABEL}={RUN_TOKEN}")
+
+
+def remove_on_nodes(label_filter: str) -> None:
+    """Remove the containers matching ``label_filter`` on every swarm node: the task
+    containers workers keep after their service went."""
+    for node in SWARM_NODES:
+        left = subprocess.run(
+            ["docker", "-H", node, "ps", "-aq", "--filter", label_filter],
+            capture_output=True, text=True, check=False, timeout=60,
+        ).stdout.split()  # fmt: skip
+        if left:
+            subprocess.run(["docker", "-H", node, "rm", "-f", *left], capture_output=True,
+                           check=False, timeout=300)  # fmt: skip

@@ -17,7 +17,15 @@ from aiotracker import (
     SwarmTracker,
 )
 from aiotracker._labels import SESSION_LABEL
-from tests.conftest import ENGINE, RUN_LABEL, RUN_TOKEN, SWARM_MANAGER, SWARM_NODES, TEST_IMAGE
+from tests.conftest import (
+    ENGINE,
+    RUN_LABEL,
+    RUN_TOKEN,
+    SWARM_MANAGER,
+    SWARM_NODES,
+    TEST_IMAGE,
+    remove_on_nodes,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,14 +65,7 @@ def remove_session(name: str) -> None:
     if services:
         subprocess.run(["docker", "service", "rm", *services], capture_output=True,
                        check=False, timeout=120)  # fmt: skip
-    for node in SWARM_NODES:
-        left = subprocess.run(
-            ["docker", "-H", node, "ps", "-aq", "--filter", label],
-            capture_output=True, text=True, check=False, timeout=60,
-        ).stdout.split()  # fmt: skip
-        if left:
-            subprocess.run(["docker", "-H", node, "rm", "-f", *left], capture_output=True,
-                           check=False, timeout=300)  # fmt: skip
+    remove_on_nodes(label)
 
 
 @pytest.fixture
