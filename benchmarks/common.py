@@ -156,7 +156,7 @@ QUICK = Sizes(
 FULL = Sizes(
     mode="full", wait_jobs=50, idle_jobs=200, idle_seconds=10.0, query_seconds=3.0,
     submit_jobs=50, submit_reps=3, array_tasks=50, array_reps=3, bounded_tasks=25,
-    output_bytes=20 * 2**20, output_reps=3, scale_jobs=(1000, 5000), open_jobs=1000,
+    output_bytes=20 * 2**20, output_reps=3, scale_jobs=(1000, 10_000), open_jobs=1000,
     many_jobs=10_000, many_wait_cap=10_000, many_real_jobs=150, many_rounds=3,
     burst_jobs=500, cost_jobs=50, cost_rounds=3,
 )  # fmt: skip

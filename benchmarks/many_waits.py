@@ -8,7 +8,11 @@ termination order, in one run (interleaved rounds, the order rotating, medians r
   ``asyncio.as_completed``;
 - ``tasks + asyncio.wait``: the same tasks drained by an ``asyncio.wait(...,
   return_when=FIRST_COMPLETED)`` loop (each call walks every pending task: quadratic; on at
-  most ``Sizes.many_wait_cap`` jobs).
+  most ``Sizes.many_wait_cap`` jobs);
+- ``one watch``: ``tracker.watch(ids, (DONE, FAILED))``, one registration for all jobs;
+- ``a watch per job``: a task per job, each in a ``tracker.watch([id], ...)`` of its own until
+  its job ends, drained with ``asyncio.as_completed`` (fake engine only: the tracker's cost
+  per watcher is what it shows).
 
 The tracker's cost is isolated on aiotracker's in-memory fake engine (``FakeEngine``: the real
 ``DockerTracker``, its event feed and cache; no daemon): ``Sizes.many_jobs`` running
@@ -80,7 +84,11 @@ NO_WAITS = "no waits"
 AS_COMPLETED = "as_completed"
 TASKS_AS_COMPLETED = "tasks + asyncio.as_completed"
 TASKS_WAIT = "tasks + asyncio.wait"
-PATTERNS = (AS_COMPLETED, TASKS_AS_COMPLETED, TASKS_WAIT)
+WATCH_ALL = "one watch"
+WATCH_EACH = "a watch per job"
+PATTERNS = (AS_COMPLETED, TASKS_AS_COMPLETED, TASKS_WAIT, WATCH_ALL, WATCH_EACH)
+REAL_PATTERNS = (AS_COMPLETED, TASKS_AS_COMPLETED, TASKS_WAIT)  # the watches: fake engine only
+ENDS = (JobState.DONE, JobState.FAILED)
 
 FAKE_TEMPLATE = JobTemplate(job_category=IMAGE, remote_command="sleep", args=["3600"])
 REAL_TEMPLATE = JobTemplate(
@@ -144,9 +152,17 @@ class Consumer:
     def registered(self) -> bool:
         if not self.entered:
             return False
-        if self.pattern == AS_COMPLETED:
+        if self.pattern in (AS_COMPLETED, WATCH_ALL):
             return self.tracker._rt.changes.watchers == 1  # diagnostics only
+        if self.pattern == WATCH_EACH:
+            return self.tracker._rt.changes.watchers == len(self.ids)
         return self.tracker.statistics().waiters == len(self.ids)
+
+    async def _watch_one(self, job_id: str) -> JobState | None:
+        async with self.tracker.watch([job_id], ENDS) as changes:
+            async for change in changes:
+                return change.new_state
+        raise AssertionError(f"the watch of {job_id} ended with no change")
 
     async def _run(self) -> None:
         if self.pattern == AS_COMPLETED:
@@ -155,22 +171,33 @@ class Consumer:
                 async for _job_id, state in completed:
                     self._got(state)
             return
-        tasks = [asyncio.create_task(self.tracker.wait(job_id)) for job_id in self.ids]
-        if self.pattern == TASKS_AS_COMPLETED:
+        if self.pattern == WATCH_ALL:
+            async with self.tracker.watch(self.ids, ENDS) as changes:
+                self.entered = True  # registered on entering the block
+                async for change in changes:
+                    self._got(change.new_state)
+                    if self.seen == len(self.ids):
+                        return
+            return
+        if self.pattern == WATCH_EACH:
+            tasks = [asyncio.create_task(self._watch_one(job_id)) for job_id in self.ids]
+        else:
+            tasks = [asyncio.create_task(self.tracker.wait(job_id)) for job_id in self.ids]
+        if self.pattern in (TASKS_AS_COMPLETED, WATCH_EACH):
             self.entered = True
             for next_done in asyncio.as_completed(tasks):
                 self._got(await next_done)
             return
-        pending: set[asyncio.Task[JobState]] = set(tasks)
+        pending: set[asyncio.Task[JobState | None]] = set(tasks)
         self.entered = True
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 self._got(task.result())
 
-    def _got(self, state: JobState) -> None:
+    def _got(self, state: JobState | None) -> None:
         if state is not JobState.FAILED:
-            raise AssertionError(f"a terminated job ended {state.name}")
+            raise AssertionError(f"a terminated job ended {state}")
         self.seen += 1
         if self.seen == len(self.ids):  # the last yield: the window ends here
             self.last_cpu = time.process_time()
@@ -427,7 +454,7 @@ async def run(ctx: Context) -> Section:
 
 
 async def _real_rows(ctx: Context, n: int) -> dict[str, Row]:
-    names = (NO_WAITS, *PATTERNS)
+    names = (NO_WAITS, *REAL_PATTERNS)
     tracker = DockerTracker(ctx.session(PART), docker_url=ctx.engine.url, labels=ctx.labels(PART))
     await ctx.observer.stop()  # it reads every event in this process: not in the windows
     try:
@@ -471,6 +498,8 @@ def _section(
             continue
         base, mine = side[(where, NO_WAITS)], side[(where, AS_COMPLETED)]
         for name in (NO_WAITS, *PATTERNS):
+            if name not in rows:
+                continue
             row, cost = rows[name], side[(where, name)]
             over = "-" if name == NO_WAITS else fmt(cost - base, 1)
             a.add(
@@ -494,6 +523,10 @@ def _section(
         "last job to end); over no waits = what the waiting pattern itself adds",
         "registering: CPU per job to register the waits (before the window: tasks created "
         "and started, or the one as_completed registration)",
+        f"{WATCH_ALL}: tracker.watch(ids, (DONE, FAILED)), one registration over every job; "
+        f"{WATCH_EACH}: a task per job, each in its own tracker.watch([id], (DONE, FAILED)) "
+        "until its job's end, drained with asyncio.as_completed (each change is routed to "
+        "its job's watchers by one index lookup); fake engine only",
     ]
     if cap < n:
         a.notes.append(
@@ -564,7 +597,12 @@ def _section(
         f"{fmt_ratio(ratio(tasks_cpu, mine))} ({fmt_ratio(ratio(tasks_cpu - base, mine - base))}"
         f" over no waits), tasks + asyncio.wait {fmt_ratio(ratio(wait_cpu, mine))}"
         f" at {cap:,}; {mem:,.0f} bytes per pending job, tasks "
-        f"{fmt_ratio(ratio(fake[TASKS_AS_COMPLETED].total_bytes, mem))}"
+        f"{fmt_ratio(ratio(fake[TASKS_AS_COMPLETED].total_bytes, mem))}",
+        f"{n:,} pending waiters, fake engine, per waiter: a wait per job (task) "
+        f"{tasks_cpu:,.1f} µs and {fake[TASKS_AS_COMPLETED].total_bytes:,.0f} bytes; a watch "
+        f"per job (task) {side[('fake', WATCH_EACH)]:,.1f} µs and "
+        f"{fake[WATCH_EACH].total_bytes:,.0f} bytes; one watch over all "
+        f"{side[('fake', WATCH_ALL)]:,.1f} µs and {fake[WATCH_ALL].total_bytes:,.0f} bytes",
     ]
     return section
 
