@@ -32,6 +32,7 @@ RUN_LABEL = "aiotracker.swarm.run"  # the JobIteration of the job's run (set by 
 # A constraint no node meets: a job made and not started (or held) waits on it, pending.
 UNSTARTED = "node.labels.aiotracker.unstarted==1"
 SERVICE_ID_RE = re.compile(r"[0-9a-z]{1,25}")
+TASK_SERVICE = "com.docker.swarm.service.id"  # a task container's label: its service
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -251,6 +252,20 @@ def latest(tasks: Sequence[TaskView]) -> TaskView | None:
     return max(tasks, key=lambda t: (t.iteration, t.timestamp or _NEVER, t.task_id))
 
 
+def run_of(service: Mapping[str, Any]) -> int | None:
+    """The ``JobIteration`` of a job's run (``RUN_LABEL``); None: not started."""
+    text = ((service.get("Spec") or {}).get("Labels") or {}).get(RUN_LABEL)
+    return int(text) if text and text.isdigit() else None
+
+
+def run_task(service: Mapping[str, Any], tasks: Sequence[TaskView]) -> TaskView | None:
+    """The task of a job's run (not the pending one after it); not started: its pending task."""
+    run = run_of(service)
+    if run is None:
+        return latest(tasks)
+    return latest([t for t in tasks if t.iteration == run])
+
+
 def details(
     service: Mapping[str, Any], task: TaskView | None, *, started_at: datetime | None = None
 ) -> ContainerDetails:
@@ -306,6 +321,16 @@ def summary(service: Mapping[str, Any], task: TaskView | None) -> ContainerSumma
     d = details(service, task)
     status = f"Exited ({d.exit_code})" if d.status == "exited" else d.status.capitalize()
     return ContainerSummary(d.container_id, d.name, d.status, status, d.labels)
+
+
+def matches(s: ContainerSummary, filters: Mapping[str, Sequence[str]]) -> bool:
+    """The engine's list filters (id prefix, name, status), applied to a job's service."""
+    ids, names, states = filters.get("id"), filters.get("name"), filters.get("status")
+    if ids and not any(s.container_id.startswith(i) for i in ids):
+        return False
+    if names and not any(n in s.name for n in names):
+        return False
+    return not (states and s.state not in states)
 
 
 # -- nodes -> machines -----------------------------------------------------------------------
