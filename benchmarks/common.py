@@ -144,6 +144,9 @@ class Sizes:
     cost_rounds: int  # 9: interleaved rounds, median reported
     settle: float = 1.0  # scales the fixed pauses (settling, trailing windows); smoke: shorter
     open_runs: int = 3  # 7: open() is timed in this many fresh processes, median reported
+    engines_wait_jobs: int = 10  # 11: jobs per engine (rounds of 10)
+    engines_submit_jobs: int = 10  # 11: jobs per engine, method and mode
+    engines_reps: int = 1  # 11: interleaved submission rounds, median reported
 
 
 QUICK = Sizes(
@@ -152,6 +155,7 @@ QUICK = Sizes(
     output_bytes=4 * 2**20, output_reps=1, scale_jobs=(40, 80), open_jobs=40,
     many_jobs=1000, many_wait_cap=1000, many_real_jobs=25, many_rounds=1,
     burst_jobs=40, cost_jobs=10, cost_rounds=1,
+    engines_wait_jobs=10, engines_submit_jobs=10, engines_reps=1,
 )  # fmt: skip
 FULL = Sizes(
     mode="full", wait_jobs=50, idle_jobs=200, idle_seconds=10.0, query_seconds=3.0,
@@ -159,6 +163,7 @@ FULL = Sizes(
     output_bytes=20 * 2**20, output_reps=3, scale_jobs=(1000, 10_000), open_jobs=1000,
     many_jobs=10_000, many_wait_cap=10_000, many_real_jobs=150, many_rounds=3,
     burst_jobs=500, cost_jobs=50, cost_rounds=3,
+    engines_wait_jobs=30, engines_submit_jobs=50, engines_reps=2,
 )  # fmt: skip
 # Every measurement at a tiny size: proves the benchmarks still run (CI), measures nothing.
 SMOKE = Sizes(
@@ -167,6 +172,7 @@ SMOKE = Sizes(
     output_bytes=64 * 2**10, output_reps=1, scale_jobs=(3, 6), open_jobs=3,
     many_jobs=200, many_wait_cap=200, many_real_jobs=3, many_rounds=1,
     burst_jobs=3, cost_jobs=2, cost_rounds=1, settle=0.3, open_runs=1,
+    engines_wait_jobs=2, engines_submit_jobs=2, engines_reps=1,
 )  # fmt: skip
 
 

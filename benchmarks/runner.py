@@ -34,6 +34,7 @@ import aiotracker
 from . import (
     arrays,
     engine_cost,
+    engines,
     idle,
     many_waits,
     output,
@@ -57,7 +58,7 @@ from .common import (
 )
 from .observer import Observer
 
-ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -163,6 +164,7 @@ async def _main(
         await measure(8, lambda: one(many_waits.run))
         await measure(9, lambda: one(engine_cost.run))
         await measure(10, lambda: one(workflow.run))
+        await measure(11, lambda: one(engines.run))
     finally:
         await ctx.observer.stop()
         await remove_containers(ctx)
