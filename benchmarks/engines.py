@@ -232,8 +232,8 @@ class SwarmTarget(Target):
         swarm = self.swarm = sw.Swarm()
         if not await swarm.manager.ping():
             self.why_not = (
-                f"the swarm manager does not answer on {sw.MANAGER} (no swarm running: "
-                "scripts/test.sh stops the swarm it started before CI's smoke run; "
+                f"the swarm manager does not answer on {sw.MANAGER} (no swarm: in CI, "
+                "scripts/test.sh stops the swarm it started before the benchmarks run; "
                 "`bash scripts/swarm-engine.sh start` starts one)"
             )
             return
