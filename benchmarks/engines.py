@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import random
 import time
 import uuid
@@ -75,6 +74,7 @@ from .common import (
     write_fifo,
 )
 from .observer import Observer
+from .wait_latency import Batch, _cells
 
 PART = "engines"
 BATCH = 10  # a) jobs per engine and round
@@ -350,18 +350,8 @@ class SwarmTarget(Target):
 async def _latency_batch(ctx: Context, target: Target, n: int, tag: str, res: Latency,
                          rng: random.Random) -> None:  # fmt: skip
     tracker = target.tracker_method.tracker
-    ctl = ctx.scratch(f"engines-{tag}")
-    for i in range(n):
-        os.mkfifo(ctl / f"f{i}")
-        (ctl / f"f{i}").chmod(0o666)
-    ids = [
-        await tracker.add_job(
-            target.tracker_method.template(
-                JobSpec(("sh", "-c", f"read x < /ctl/f{i}"), binds={str(ctl): "/ctl"})
-            )
-        )
-        for i in range(n)
-    ]
+    batch = Batch(ctx, target.tracker_method, n, f"engines-{tag}")  # FIFOs and their jobs
+    ids = [await target.tracker_method.submit(spec) for spec in batch.specs]
     async with asyncio.timeout(120):
         await asyncio.gather(*(tracker.wait(j, JobState.RUNNING) for j in ids))
 
@@ -376,7 +366,7 @@ async def _latency_batch(ctx: Context, target: Target, n: int, tag: str, res: La
     try:
         await asyncio.sleep(0.3 * ctx.sizes.settle)  # every wait pending
         for i in rng.sample(range(n), n):
-            write_fifo(ctl / f"f{i}")
+            write_fifo(batch.ctl / f"f{i}")
             await asyncio.sleep(rng.uniform(0.05, 0.15))
         returned = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 120)
         with contextlib.suppress(TimeoutError):
@@ -488,10 +478,6 @@ async def _submission(ctx: Context, targets: list[Target]) -> dict[tuple[str, st
 
 
 # -- the tables ----------------------------------------------------------------------------
-
-
-def _cells(values: Sequence[float]) -> list[str]:
-    return [fmt(median(values), 2), fmt(percentile(values, 99), 2), fmt(percentile(values, 100), 2)]
 
 
 def _latency_table(ctx: Context, targets: list[Target], skipped: dict[str, str],
