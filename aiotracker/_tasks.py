@@ -15,9 +15,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import anyio
+import anyio._backends._asyncio  # imported with aiotracker: see below
 import anyio.abc
 
 from ._exceptions import JobNotFoundError, TrackerClosedError, TrackerError
+
+# anyio imports its asyncio backend (and the modules that backend needs) on first use: about
+# 20 ms of CPU inside the first tracker's constructor and open(). Every tracker runs on that
+# backend, so it is imported with aiotracker instead (above), with the rest of its imports.
 
 log = logging.getLogger("aiotracker")
 T = TypeVar("T")
@@ -93,7 +98,9 @@ class Tasks:
 
         future.add_done_callback(_retrieve)
         tg.start_soon(run, name=_name(fn))
-        return await asyncio.shield(future)
+        # A cancelled caller cancels only this bare future (no shield needed): ``run`` goes on
+        # and finds it done.
+        return await future
 
 
 def shielded(timeout: float) -> anyio.CancelScope:
