@@ -390,6 +390,10 @@ def absolute_paths(template: JobTemplate, cwd: str) -> JobTemplate:
             return path
         return os.path.normpath(os.path.join(cwd, path))
 
+    paths = (template.output_path, template.error_path, template.input_path,
+             *template.stage_in_files, *template.stage_out_files.values())  # fmt: skip
+    if all(absolute(path) == path for path in paths):
+        return template  # nothing to change (the common case): no copy, no re-validation
     return template.replace(
         output_path=absolute(template.output_path),
         error_path=absolute(template.error_path),
