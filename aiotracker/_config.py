@@ -202,7 +202,8 @@ _USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-
 
 KNOWN_EXTENSIONS = frozenset(
     {"user", "exposedPorts", "entrypoint", "net", "privileged", "restart", "ipc", "uts", "pid",
-     "rm", "gpus", "gpu-devices", "shm-size", "ulimit", "log-max-size", "log-max-file", "pull"}
+     "rm", "gpus", "gpu-devices", "shm-size", "ulimit", "log-max-size", "log-max-file", "pull",
+     "network-disabled"}
 )  # fmt: skip
 
 # The ``pull`` extension: when the tracker pulls a job's image before creating it.
@@ -251,6 +252,18 @@ def _apply_extensions(
                 raise InvalidArgumentError(f"extension {name!r}: invalid mode {value!r}")
             key = {"net": "NetworkMode", "ipc": "IpcMode", "pid": "PidMode", "uts": "UTSMode"}
             host[key[name]] = value
+        elif name == "network-disabled":
+            # No network at all, and none of the engine's network machinery: Docker makes no
+            # sandbox or endpoint and runs no prestart hook for the job (its own namespace has
+            # only loopback, as with net=none, but no /etc/hosts). NetworkMode stays none for
+            # engines that ignore the flag.
+            if _parse_bool(name, value):
+                if extensions.get("net", "none") != "none":
+                    raise InvalidArgumentError(
+                        "extension 'network-disabled' excludes 'net' other than none"
+                    )
+                config["NetworkDisabled"] = True
+                host["NetworkMode"] = "none"
         elif name == "privileged":
             host["Privileged"] = _parse_bool(name, value)
         elif name == "restart":

@@ -224,6 +224,28 @@ async def test_template_round_trip(tracker: DockerTracker, template: Make, tmp_p
     assert info.extensions["hostname"] == "jobhost"
 
 
+async def test_network_disabled_job_has_only_loopback(
+    tracker: DockerTracker, template: Make, tmp_path: Path
+) -> None:
+    """extensions network-disabled: the job runs, in a network namespace of its own (not the
+    host's) with loopback only; on Docker, no network endpoint is made for it."""
+    out = tmp_path / "out"
+    job_id = await tracker.add_job(
+        template(
+            "sh", "-c", "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1",
+            output_path=str(out), extensions={"network-disabled": "true"},
+        )
+    )  # fmt: skip
+    assert await tracker.wait(job_id, timeout=30) is JobState.DONE
+    netns, *interfaces = out.read_text().split()
+    assert netns != os.readlink("/proc/self/ns/net")
+    assert interfaces == ["lo"]
+    if ENGINE == "docker":
+        inspect = ["docker", "inspect", "--format", "{{json .Config.NetworkDisabled}} "
+                   "{{json .NetworkSettings.Networks}}", job_id]  # fmt: skip
+        assert subprocess.check_output(inspect, text=True).split() == ["true", "{}"]
+
+
 # -- beyond the Go tests -----------------------------------------------------------------------
 
 

@@ -634,6 +634,8 @@ INVALID_EXTENSIONS = [
     pytest.param("net", "bad net", id="net-space"),
     pytest.param("net", "host\n", id="net-trailing-newline"),
     pytest.param("net", "container:", id="net-container-without-name"),
+    pytest.param("network-disabled", "yes", id="network-disabled-yes"),
+    pytest.param("network-disabled", "", id="network-disabled-empty"),
     pytest.param("ipc", "bogus", id="ipc-unknown"),
     pytest.param("ipc", "", id="ipc-empty"),
     pytest.param("uts", "private", id="uts-private"),
@@ -1483,3 +1485,34 @@ def test_tracker_view_keeps_an_end_the_tracker_settled() -> None:
     assert tracker_view(queued, JobState.FAILED, ()).state is JobState.QUEUED
     done = JobInfo(job_id="j", state=JobState.DONE)
     assert tracker_view(done, JobState.RUNNING, ()).state is JobState.RUNNING  # output pending
+
+
+# -- network-disabled ---------------------------------------------------------------------------
+
+
+def test_network_disabled_sets_the_flag_and_no_network() -> None:
+    """``network-disabled``: Config.NetworkDisabled (Docker makes no sandbox, endpoint or
+    prestart hook) and NetworkMode none, for engines that ignore the flag."""
+    config = config_for(JobTemplate(job_category="busybox",
+                                    extensions={"network-disabled": "true"}))  # fmt: skip
+    assert config["NetworkDisabled"] is True
+    assert config["HostConfig"]["NetworkMode"] == "none"
+    extensions = {"network-disabled": "True", "net": "none"}
+    both = config_for(JobTemplate(job_category="busybox", extensions=extensions))
+    assert both["NetworkDisabled"] is True
+    assert both["HostConfig"]["NetworkMode"] == "none"
+
+
+def test_network_disabled_false_changes_nothing() -> None:
+    plain = config_for(JobTemplate(job_category="busybox"))
+    config = config_for(JobTemplate(job_category="busybox",
+                                    extensions={"network-disabled": "false"}))  # fmt: skip
+    assert "NetworkDisabled" not in config
+    assert config["HostConfig"] == plain["HostConfig"]
+
+
+@pytest.mark.parametrize("net", ["host", "bridge", "my-net", "container:db"])
+def test_network_disabled_refuses_a_network(net: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="network-disabled"):
+        config_for(JobTemplate(job_category="busybox",
+                               extensions={"network-disabled": "true", "net": net}))  # fmt: skip
