@@ -36,7 +36,7 @@ import docker.types
 
 from aiotracker import DockerTracker, JobTemplate
 
-from .common import IMAGE, Context, raw_config, raw_run
+from .common import IMAGE, NO_NETWORK, Context, raw_config, raw_run
 
 POLL_PERIOD = 0.1  # drmaa2os pkg/helper WaitForState: time.NewTicker(100 ms)
 # A container that is not running any more: Podman says "stopped" between the exit and its
@@ -101,7 +101,7 @@ class AiotrackerMethod:
             args=list(spec.command[1:]),
             stage_in_files=dict(spec.binds),
             output_path=spec.output_path,
-            extensions={"net": "none"},
+            extensions=NO_NETWORK,
         )
 
     def template_of(self, command: tuple[str, ...]) -> JobTemplate:
@@ -309,6 +309,7 @@ class DockerPyMethod:
             detach=True,
             labels=self.ctx.labels(self.part),
             network_mode="none",
+            network_disabled=True,
             log_config=docker.types.LogConfig(type=self.ctx.engine.log_driver("local")),
             volumes={src: {"bind": dst, "mode": "rw"} for src, dst in spec.binds.items()},
         )

@@ -31,6 +31,10 @@ DOCKER_URL = f"unix://{DOCKER_SOCKET}"
 # scripts/podman-engine.sh's socket (the same variable moves it).
 PODMAN_SOCKET = os.environ.get("AIOTRACKER_PODMAN_SOCKET", "/run/podman-test/podman.sock")
 RUN_LABEL = "aiotracker.bench-run"  # every container of a run carries it: cleanup by label
+# Every job of a run has no network, disabled (Config.NetworkDisabled): Docker 20.10.24's
+# network controller can deadlock when containers on one network end together
+# (moby/moby#42545); a disabled network has no sandbox or endpoint (docs/template.md).
+NO_NETWORK = {"network-disabled": "true"}
 PART_LABEL = "aiotracker.bench-part"  # which measurement made it
 # drmaa2os's session label, which aiotracker shares: containers made raw with it are jobs of
 # that session for a tracker opened on it.
@@ -218,7 +222,8 @@ def raw_config(
     session: str | None = None,
     log_driver: str | None = "local",
 ) -> dict[str, Any]:
-    """A create body like aiotracker's (log driver ``local``, no network), minus its labels.
+    """A create body like aiotracker's (log driver ``local``, no network: disabled, as the
+    benchmark's jobs ask aiotracker with ``network-disabled``), minus its labels.
 
     On Podman, ``local`` becomes ``k8s-file``, as aiotracker's own bodies do there.
     """
@@ -238,6 +243,7 @@ def raw_config(
         "Tty": False,
         "AttachStdout": False,
         "AttachStderr": False,
+        "NetworkDisabled": True,
         "HostConfig": host,
     }
 

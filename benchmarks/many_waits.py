@@ -57,6 +57,7 @@ from aiotracker._engine.fake import FakeEngine
 
 from .common import (
     IMAGE,
+    NO_NETWORK,
     Context,
     Section,
     Table,
@@ -92,7 +93,7 @@ ENDS = (JobState.DONE, JobState.FAILED)
 
 FAKE_TEMPLATE = JobTemplate(job_category=IMAGE, remote_command="sleep", args=["3600"])
 REAL_TEMPLATE = JobTemplate(
-    job_category=IMAGE, remote_command="sleep", args=["3600"], extensions={"net": "none"}
+    job_category=IMAGE, remote_command="sleep", args=["3600"], extensions=NO_NETWORK
 )
 
 

@@ -12,8 +12,8 @@ Python code several times), the time ``open()`` takes (one list, and inspects on
 list says too little) and the process's RSS growth over it, against the engine's own answer
 to that list (``GET /containers/json`` filtered by the session label, raw); then, in the
 same process, ``list_jobs()`` and ``job_state()`` of every job against the engine's list and
-an inspect of every job; here, traced, the memory of the seeded cache. The event observer does not record
-during this measurement (its records would only slow the snapshots).
+an inspect of every job; here, traced, the memory of the seeded cache. The event observer does
+not record during this measurement (its records would only slow the snapshots).
 """
 
 from __future__ import annotations

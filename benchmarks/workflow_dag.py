@@ -182,7 +182,7 @@ async def _aiotracker(spec: dict[str, Any], shape: Shape) -> tuple[Walk, Clock]:
     templates = {
         command: JobTemplate(
             job_category=spec["image"], remote_command=command[0], args=list(command[1:]),
-            extensions={"net": "none"},
+            extensions={"network-disabled": "true"},
         )
         for command in (OK, FAIL)
     }  # fmt: skip
