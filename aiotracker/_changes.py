@@ -37,6 +37,8 @@ class _Lost:
 class _Subscriber:
     """What the feed hands changes to: a watch or a wait over many jobs."""
 
+    __slots__ = ("_error", "_wake", "keys", "registered", "states")
+
     def __init__(self, keys: frozenset[str] | None, states: frozenset[JobState | None] | None):
         self.keys = keys  # job and array ids; None: every job
         self.states = states  # new states wanted; None: every change
@@ -59,31 +61,40 @@ class _Subscriber:
 
 class Watcher(_Subscriber):
     """One consumer's view: the changes of the jobs (or arrays) it covers, in order, in a
-    buffer of ``limit`` changes; beyond, a marker of how many were lost."""
+    buffer of ``limit`` changes; beyond, a marker of how many were lost. The buffer is made
+    at the first change (an empty deque is 600 bytes: a watch per job would pay it for every
+    job that has not changed yet)."""
+
+    __slots__ = ("_queue", "_size", "limit")
 
     def __init__(
         self, keys: frozenset[str] | None, states: frozenset[JobState | None] | None, limit: int
     ) -> None:
         super().__init__(keys, states)
         self.limit = limit
-        self._queue: collections.deque[StateChange | _Lost] = collections.deque()
+        self._queue: collections.deque[StateChange | _Lost] | None = None
         self._size = 0
 
     def offer(self, change: StateChange) -> None:
         if self.states is not None and change.new_state not in self.states:
             return
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
         if self._size >= self.limit:  # full: counted, and marked where the gap is
-            last = self._queue[-1] if self._queue else None
+            last = queue[-1] if queue else None
             if isinstance(last, _Lost):
                 last.count += 1
             else:
-                self._queue.append(_Lost())
+                queue.append(_Lost())
         else:
-            self._queue.append(change)
+            queue.append(change)
             self._size += 1
         self._wake.set()
 
     def take(self) -> StateChange:
+        """The oldest buffered change (only called when there is one)."""
+        assert self._queue is not None
         entry = self._queue.popleft()
         if isinstance(entry, _Lost):
             return StateChange("", None, None, _NEVER, lost=entry.count)
@@ -101,6 +112,8 @@ class Watcher(_Subscriber):
 class Completions(_Subscriber):
     """A wait over many jobs: the first wanted, terminal or deleted (None) state of each job,
     once per job, so it holds at most one entry per job and can never overflow."""
+
+    __slots__ = ("_ready", "_seen")
 
     def __init__(self, keys: frozenset[str], states: frozenset[JobState | None]) -> None:
         super().__init__(keys, states)
