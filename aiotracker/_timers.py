@@ -85,7 +85,9 @@ class Timers:
 
     def drop(self, job_id: str) -> None:
         """Forget a job's timers (it ended, or is gone)."""
-        self._drop_entries(job_id, set(self._live.get(job_id, ())))
+        entries = self._live.get(job_id)
+        if entries:  # most jobs have none: nothing to copy
+            self._drop_entries(job_id, set(entries))
 
     def _drop_entries(self, job_id: str, entries: set[Entry]) -> None:
         live = self._live.get(job_id)
@@ -109,10 +111,12 @@ class Timers:
 
     def on_changes(self, changes: Iterable[Change]) -> None:
         """A job new, started, released, ended or gone: its timers (if it has any)."""
+        live = self._live
         for change in changes:
-            job = self._cache.get(change.job_id)
-            if job is None or change.state in TERMINAL:
-                self.drop(change.job_id)
+            job = None if change.state in TERMINAL else self._cache.get(change.job_id)
+            if job is None:  # ended or gone
+                if change.job_id in live:
+                    self.drop(change.job_id)
             elif job.start_at_ns or job.deadline_ns or job.wallclock_ns:
                 self.arm(job)
 
