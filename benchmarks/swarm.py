@@ -529,8 +529,8 @@ async def diagnose(run: Run, tracker: DockerTracker, jid: str) -> str:
     parts = [f"tracker: {cached}"]
     if isinstance(tracker, SwarmTracker):
         engine = swarm_engine(tracker)
-        parts.append(f"polled: {jid in engine._polled}, polls {engine.polls}, "
-                     f"to learn {len(engine._to_learn)}")  # fmt: skip
+        parts.append(f"polled: {jid in engine._tracker.polled}, polls {engine.polls}, "
+                     f"to learn {len(engine._tracker.to_learn)}")  # fmt: skip
         try:
             tasks = await run.swarm.tasks([jid])
         except (RuntimeError, aiohttp.ClientError, OSError) as exc:
@@ -911,7 +911,7 @@ async def manager_calls(run: Run) -> tuple[list[Table], dict[str, float]]:
             await run.steady(f"2. {w} waits", window)
     # Sample one poll's answer as the poller asks for it (its services, sorted).
     engine = swarm_engine(tracker)
-    polled = sorted(engine._polled)
+    polled = sorted(engine._tracker.polled)
     status, body = await run.swarm.manager.call("GET", "tasks", params=_filters(service=polled))
     entries = len(json.loads(body)) if status == 200 else 0
     for jid in jids:  # terminate: the waits must end FAILED
@@ -1192,7 +1192,7 @@ async def _burst_case(run: Run, tracker: DockerTracker, proc: asyncio.subprocess
     waiting = asyncio.create_task(wait())
     seen = 0  # when a raw GET /tasks every 20 ms first showed the task ended
     while not waiting.done() or not seen:
-        backlog = max(backlog, len(engine._to_learn)) if not waiting.done() else backlog
+        backlog = max(backlog, len(engine._tracker.to_learn)) if not waiting.done() else backlog
         if not seen:
             with contextlib.suppress(RuntimeError, aiohttp.ClientError, OSError):
                 tasks = await run.swarm.manager.json("tasks", _filters(service=[jid]))

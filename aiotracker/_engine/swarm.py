@@ -110,15 +110,6 @@ class SwarmEngine:
         """Task polls made (the benchmark's calls on the manager)."""
         return self._tracker.polls
 
-    # Read by the benchmark's diagnostics (benchmarks/swarm.py).
-    @property
-    def _polled(self) -> set[str]:
-        return self._tracker.polled
-
-    @property
-    def _to_learn(self) -> Mapping[str, tuple[str, int, int]]:
-        return self._tracker.to_learn
-
     # -- life cycle ----------------------------------------------------------------------
 
     async def open(self) -> EngineInfo:
