@@ -41,7 +41,7 @@ import math
 import random
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,22 +83,17 @@ MODES = ("concurrent", "sequential")
 TRACKER = "aiotracker add_job"
 
 
-@dataclass(frozen=True, slots=True)
-class Exit:
-    container_id: str  # the task container's on Swarm
-    finished_ns: int | None
-    machine: str
+# A job's container (the task container's on Swarm), the machine it ran on, its FinishedAt.
+Exit = sw.Exit
 
 
 @dataclass
-class Latency:
-    from_exit: list[float] = field(default_factory=list)  # ms: wait returned - FinishedAt
-    from_die: list[float] = field(default_factory=list)  # ms: wait returned - die timeNano
-    lag: list[float] = field(default_factory=list)  # ms: die timeNano - FinishedAt
+class Latency(sw.Latency):
+    """The Swarm benchmark's latencies, and two more: the die event's delivery to an observer
+    (Docker, Podman) and when the manager first showed the task ended (Swarm)."""
+
     delivery: list[float] = field(default_factory=list)  # ms: observer's receipt - timeNano
     manager: list[float] = field(default_factory=list)  # ms: GET /tasks shows it ended - exit
-    machines: Counter[str] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
 
 
 Submitter = Callable[[], Awaitable[str]]
@@ -183,7 +178,7 @@ class EngineTarget(Target):
 
     async def exits(self, ids: Sequence[str]) -> dict[str, Exit]:
         found = await exit_times(self.ctx, ids)
-        return {cid: Exit(cid, found.get(cid), self.name) for cid in ids}
+        return {cid: Exit(cid, self.name, found.get(cid), None) for cid in ids}
 
     async def dies(self, exits: Sequence[Exit]) -> dict[str, tuple[int, int | None]]:
         ids = [e.container_id for e in exits]
@@ -305,8 +300,7 @@ class SwarmTarget(Target):
 
     async def exits(self, ids: Sequence[str]) -> dict[str, Exit]:
         assert self.swarm is not None
-        found = await sw.swarm_exits(self.swarm, ids)
-        return {sid: Exit(e.container_id, e.finished_ns, e.machine) for sid, e in found.items()}
+        return await sw.swarm_exits(self.swarm, ids)
 
     async def dies(self, exits: Sequence[Exit]) -> dict[str, tuple[int, int | None]]:
         assert self.monitor is not None
