@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -45,12 +46,16 @@ from .base import (
 from .endpoint import Endpoint, negotiate, resolve_endpoint
 from .podman import (
     ACTION_ALIASES,
+    INSPECT_RETRY_DELAYS,
     STATUS_ALIASES,
+    exited_mid_read,
     podman_config,
     podman_failure,
     podman_statuses,
     product,
 )
+
+log = logging.getLogger("aiotracker")
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, asyncio.IncompleteReadError)
 _FRAME = struct.Struct(">BxxxL")  # the engine's multiplexed stream header
@@ -288,6 +293,19 @@ class DockerEngine:
         except (DockerError, *_TRANSPORT_ERRORS) as exc:
             raise self._failure(exc, what) from exc
 
+    async def _podman_read(self, what: str, path: str) -> Any:
+        """A read-only call to Podman, asked again while it fails only because the job's
+        process exited as Podman read its /proc (``exited_mid_read``)."""
+        for delay in (*INSPECT_RETRY_DELAYS, None):
+            try:
+                return await self._json(what, path)
+            except EngineCallError as exc:
+                if delay is None or not exited_mid_read(exc):
+                    raise
+                log.debug("%s of %s: %s; asking again", what, path, exc.message)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
     async def _call(
         self, what: str, path: str, method: str = "POST", *,
         params: Mapping[str, str] | None = None, data: Mapping[str, Any] | None = None,
@@ -354,7 +372,12 @@ class DockerEngine:
         await self._call("remove", f"containers/{quote(cid)}", "DELETE", params=params)
 
     async def inspect(self, cid: str) -> ContainerDetails:
-        details = _details(await self._json("inspect", f"containers/{quote(cid)}/json"))
+        path = f"containers/{quote(cid)}/json"
+        if self.product == "podman":
+            raw = await self._podman_read("inspect", path)
+        else:
+            raw = await self._json("inspect", path)
+        details = _details(raw)
         if self.product == "podman" and details.image.startswith("localhost/"):
             details = dataclasses.replace(details, image=details.image.removeprefix("localhost/"))
         return details

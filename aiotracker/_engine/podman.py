@@ -4,6 +4,7 @@ Podman 4.3.1 (Debian 12); see README "Engines" and tests/integration/PODMAN.md."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,6 +69,24 @@ def podman_failure(error: Exception, what: str) -> Exception:
 
 
 _REFUSALS = ("runc create failed", "oci runtime", "oci permission denied")
+
+# Podman 4.3 reads /proc/<pid>/cgroup to answer an inspect; when the job's process exits
+# between the open and the read the kernel answers ESRCH, which 4.3 returns as a 500 "read
+# /proc/5312/cgroup: no such process" (podman#16383; 4.4 treats it as the exit, podman#16504).
+_EXITED_MID_READ = re.compile(r"/proc/\d+/\S+: no such process")
+# The pauses before the inspect is asked again: the next read finds the process gone (ENOENT,
+# which 4.3 already takes as the exit) or the container marked exited.
+INSPECT_RETRY_DELAYS = (0.005, 0.02, 0.1)
+
+
+def exited_mid_read(error: Exception) -> bool:
+    """True for Podman's 500 of a call that read the /proc of a process that exited meanwhile:
+    the same read-only call asked again answers."""
+    return (
+        isinstance(error, EngineCallError)
+        and error.status == 500
+        and _EXITED_MID_READ.search(error.message) is not None
+    )
 
 
 # The container states Podman's list filter knows (it refuses the others, such as Docker's
