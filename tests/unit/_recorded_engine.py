@@ -18,7 +18,7 @@ import asyncio
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -31,28 +31,21 @@ def _as_tuple(version: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-class RecordedEngine:
-    def __init__(self, name: str, socket_path: str) -> None:
-        self.dir = FIXTURES / name
-        self.socket_path = socket_path
-        self.version = self._json("version.json")
-        self.container = self._json("containers-running.json")[0]["Id"]
-        self.versions_asked: list[str] = []
-        self.paths: list[str] = []
-        self._events: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._exited = False
-        self._removed = False
-        self._sent = 0
-        self._runner: web.AppRunner | None = None
+class UnixServer:
+    """An HTTP server on a unix socket whose every request goes to ``_handle``."""
 
-    def _json(self, name: str) -> Any:
-        return json.loads((self.dir / name).read_text())
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket_path}"
 
-    async def __aenter__(self) -> RecordedEngine:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app)
@@ -61,9 +54,29 @@ class RecordedEngine:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._events.put_nowait(None)
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+class RecordedEngine(UnixServer):
+    def __init__(self, name: str, socket_path: str) -> None:
+        super().__init__(socket_path)
+        self.dir = FIXTURES / name
+        self.version = self._json("version.json")
+        self.container = self._json("containers-running.json")[0]["Id"]
+        self.versions_asked: list[str] = []
+        self.paths: list[str] = []
+        self._events: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._exited = False
+        self._removed = False
+        self._sent = 0
+
+    def _json(self, name: str) -> Any:
+        return json.loads((self.dir / name).read_text())
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._events.put_nowait(None)
+        await super().__aexit__(*exc)
 
     def play(self, *, until: str | None = None) -> None:
         """Send the recorded events not sent yet, up to and including the first ``until``

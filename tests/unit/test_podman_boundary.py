@@ -20,36 +20,24 @@ from aiohttp import web
 
 from aiotracker._engine.base import EngineCallError
 from aiotracker._engine.docker import DockerEngine
+from tests.unit._recorded_engine import UnixServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "docker-29"
 CID = "0f228c83b44dd1d0e7490732ca892120a281646f012bf457c86a69e8e70bf88b"
 ESRCH = "read /proc/5312/cgroup: no such process"
 
 
-class Engine:
+class Engine(UnixServer):
     """``/version`` names Podman (or not); ``/containers/CID/json`` answers the queued errors
     first, then the recorded inspect."""
 
     def __init__(self, socket_path: str, *, podman: bool) -> None:
-        self.socket_path = socket_path
+        super().__init__(socket_path)
         self.podman = podman
         self.errors: list[tuple[int, str]] = []
         self.inspects = 0
-        self._runner: web.AppRunner | None = None
 
-    async def __aenter__(self) -> Engine:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.UnixSite(self._runner, self.socket_path).start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path.split("/", 2)[-1] if request.path.startswith("/v1.") else request.path
         path = path.lstrip("/")
         if path == "version":
@@ -75,7 +63,7 @@ class Engine:
 async def _engine(*, podman: bool) -> AsyncIterator[tuple[Engine, DockerEngine]]:
     with tempfile.TemporaryDirectory(prefix="pod.", dir="/tmp") as tmp:
         async with Engine(str(Path(tmp) / "s"), podman=podman) as server:
-            client = DockerEngine(f"unix://{server.socket_path}")
+            client = DockerEngine(server.url)
             try:
                 await client.open()
                 yield server, client
