@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ._checks import unix_ns
 from ._engine.base import ContainerDetails, ContainerEvent
-from ._exceptions import JobNotFoundError, TrackerError
+from ._exceptions import JobNotFoundError, TrackerClosedError, TrackerError
 from ._labels import JobMeta
 from ._mapping import state_from_details, state_from_event
 from ._model import JobState
@@ -137,6 +137,9 @@ class StateCache:
         # Ids of containers that are gone: an id is never reused, so nothing late (an
         # inspect in flight when the destroy came) may bring one back.
         self._gone: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Set when the tracker closes: a wait that would block after that fails at once (a
+        # call whose lookup was in flight at the close would otherwise wait forever).
+        self.closed: TrackerError | None = None
 
     @property
     def tick(self) -> int:
@@ -504,6 +507,8 @@ class StateCache:
             return job.state
         if job.state in TERMINAL:
             raise unreachable(job_id, wanted, job.state)
+        if self.closed is not None:
+            raise TrackerClosedError(str(self.closed), job_id=job_id) from self.closed.__cause__
         waiter = Waiter(job_id, wanted, loop.create_future())
         if job.waiters is None:
             job.waiters = [waiter]
@@ -524,6 +529,12 @@ class StateCache:
         if waiter.job_id:
             waiter.job_id = ""
             self._waiters -= 1
+
+    def close(self, error: TrackerError) -> Wakeups:
+        """The tracker closed: wake every waiter with ``error``; later waits fail at once."""
+        if self.closed is None:
+            self.closed = error
+        return self.fail_all(None, error)
 
     def fail_all(self, error_for: Iterable[str] | None, error: TrackerError) -> Wakeups:
         """Wake every waiter (or those of the given jobs) with ``error``."""

@@ -155,6 +155,7 @@ class ChangeFeed:
         self._clock = clock  # the engine's time, now
         self._everything: set[_Subscriber] = set()
         self._by_key: dict[str, set[_Subscriber]] = {}
+        self._closed: TrackerError | None = None  # the tracker closed: new watchers fail
 
     @property
     def watchers(self) -> int:
@@ -192,13 +193,16 @@ class ChangeFeed:
     def fail_all(self, error: TrackerError) -> None:
         """End every watch and wait (the tracker closed): each raises ``error`` (a watch once
         it has handed over what it holds)."""
+        if self._closed is None:
+            self._closed = error
         for subscriber in self._subscribers():
             subscriber.fail(error)
 
     def register(self, watcher: _Subscriber, *, initial: bool = False) -> None:
         """Add a watcher; ``initial``: first a change (old state None) for the current
         state of every job it covers, in the same step (nothing can happen in between).
-        A watcher registered already is left as it is."""
+        A watcher registered already is left as it is; one registered after the tracker
+        closed ends (after what it holds) with the closing error."""
         if watcher.registered:
             return
         watcher.registered = True
@@ -216,6 +220,8 @@ class ChangeFeed:
         else:
             for key in watcher.keys:
                 self._by_key.setdefault(key, set()).add(watcher)
+        if self._closed is not None:  # registered after the close (its lookup was in flight)
+            watcher.fail(self._closed)
 
     def unregister(self, watcher: _Subscriber) -> None:
         """Remove a watcher (idempotent)."""

@@ -254,7 +254,7 @@ class Runtime:
             self.closed = True
             error = TrackerClosedError("the tracker stopped")
             error.__cause__ = cause
-            self.cache.fail_all(None, error).resolve()
+            self.cache.close(error).resolve()
             self.changes.fail_all(error)
             with shielded(self.timeout):
                 await self.engine.aclose()
@@ -443,7 +443,7 @@ class Runtime:
     async def _stop(self) -> None:
         self.closed = True
         closed = TrackerClosedError("the tracker was closed")
-        self.cache.fail_all(None, closed).resolve()
+        self.cache.close(closed).resolve()
         self.changes.fail_all(closed)
         if self._closing is not None:
             self._closing.set()

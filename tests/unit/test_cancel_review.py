@@ -1,0 +1,102 @@
+"""Cancellation and clean-up of the public calls, each interleaving forced on the fake engine:
+a call cancelled at an await point, or in flight while the tracker closes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import pytest
+
+from aiotracker import DockerTracker, JobState, TrackerClosedError, TrackerError
+from aiotracker._engine.fake import FakeEngine
+from tests.unit.test_races import SESSION, hold_lease, job, until
+
+
+async def opened(engine: FakeEngine) -> DockerTracker:
+    tracker = DockerTracker(SESSION, engine=engine, engine_timeout=1)
+    await tracker.open()
+    await hold_lease(tracker)
+    return tracker
+
+
+# -- a wait whose lookup is in flight when the tracker closes -------------------------------
+
+
+async def test_wait_by_prefix_in_flight_at_aclose_fails_with_tracker_closed() -> None:
+    """``wait`` on an id prefix asks the engine (an inspect); the tracker closes while the
+    answer is on its way: the wait must fail with TrackerClosedError, not register a waiter
+    nobody will ever wake."""
+    engine = FakeEngine()
+    tracker = await opened(engine)
+    job_id = await tracker.add_job(job("sleep", "9"))
+    gate = engine.hold("inspect", match=job_id, after=True)  # acted, answer not returned yet
+    waiting = asyncio.create_task(tracker.wait(job_id[:12]))
+    with anyio.fail_after(2):
+        await gate.arrived.wait()
+    await tracker.aclose()
+    gate.release()
+    with anyio.fail_after(2), pytest.raises(TrackerClosedError):
+        await waiting
+    assert tracker.statistics().waiters == 0
+
+
+@pytest.mark.parametrize("call", ["wait_any", "wait_all", "as_completed"])
+async def test_many_waits_in_flight_at_aclose_fail_with_tracker_closed(call: str) -> None:
+    """The same for the waits over many jobs: their lookup of an unknown id is in flight when
+    the tracker closes."""
+    engine = FakeEngine()
+    tracker = await opened(engine)
+    job_id = await tracker.add_job(job("sleep", "9"))
+    gate = engine.hold("inspect", match=job_id, after=True)
+
+    async def run() -> object:
+        if call == "as_completed":
+            async with tracker.as_completed([job_id[:12]]) as completed:
+                return [x async for x in completed]
+        return await getattr(tracker, call)([job_id[:12]])
+
+    waiting = asyncio.create_task(run())
+    with anyio.fail_after(2):
+        await gate.arrived.wait()
+    await tracker.aclose()
+    gate.release()
+    with anyio.fail_after(2), pytest.raises(TrackerClosedError):
+        await waiting
+    assert tracker.statistics().watchers == 0
+
+
+async def test_stream_output_of_a_held_job_in_flight_at_aclose_ends() -> None:
+    """``stream_output`` of a job not started yet waits for its start; its lookup (an id
+    prefix) in flight when the tracker closes: the reader must end, not wait forever."""
+    engine = FakeEngine()
+    tracker = await opened(engine)
+    job_id = await tracker.add_job(job("sleep", "9", submit_as_hold=True))
+    gate = engine.hold("inspect", match=job_id, after=True)
+
+    async def read() -> list[bytes]:
+        async with tracker.stream_output(job_id[:12]) as output:
+            return [chunk async for chunk in output]
+
+    reading = asyncio.create_task(read())
+    with anyio.fail_after(2):
+        await gate.arrived.wait()
+    await tracker.aclose()
+    gate.release()
+    with anyio.fail_after(2), pytest.raises(TrackerError):
+        await reading
+    assert tracker.statistics().waiters == 0
+
+
+async def test_watch_first_read_after_aclose_fails_with_tracker_closed() -> None:
+    """A watch made while the tracker was open and first read after it closed must end with
+    TrackerClosedError, not wait forever for changes that will never come."""
+    engine = FakeEngine()
+    tracker = await opened(engine)
+    changes = tracker.watch()
+    await tracker.aclose()
+    with anyio.fail_after(2), pytest.raises(TrackerClosedError):
+        async with changes:
+            async for _ in changes:
+                pass
+    assert tracker.statistics().watchers == 0
