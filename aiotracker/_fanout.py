@@ -90,12 +90,30 @@ class Fanout:
         self.replayed = {1: 0, 2: 0}
         self.ready = anyio.Event()
         self._readers: set[Reader] = set()
+        self._waiting = 0  # readers waiting for ``ready`` to join
         self._on_idle = on_idle  # called when the last reader leaves
         self.ended = False
 
     @property
     def readers(self) -> int:
         return len(self._readers)
+
+    async def wait_ready(self) -> None:
+        """Wait for ``ready`` before joining: counted as a reader meanwhile, so that a
+        reader that gives up then (cancelled, a timeout), if it was the only one, leaves the
+        feed idle as a reader that joined would."""
+        self._waiting += 1
+        try:
+            await self.ready.wait()
+        except BaseException:
+            self._waiting -= 1
+            self._idle_if_unread()
+            raise
+        self._waiting -= 1
+
+    def _idle_if_unread(self) -> None:
+        if not self._readers and not self._waiting and self._on_idle is not None and not self.ended:
+            self._on_idle()
 
     def join(self, stream: int, limit: int) -> Reader:
         reader = Reader(stream, max(self.counts[stream], self.replayed[stream]), limit)
@@ -107,8 +125,7 @@ class Fanout:
 
     def leave(self, reader: Reader) -> None:
         self._readers.discard(reader)
-        if not self._readers and self._on_idle is not None and not self.ended:
-            self._on_idle()
+        self._idle_if_unread()
 
     def publish(self, stream: int, data: bytes) -> None:
         position = self.counts[stream]

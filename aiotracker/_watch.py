@@ -83,7 +83,7 @@ class OutputWatch:
                 async for chunk in history:
                     yield chunk
             return
-        await fanout.ready.wait()
+        await fanout.wait_ready()
         reader = fanout.join(stream, limit)
         try:
             if reader.start and tail != 0:

@@ -100,3 +100,39 @@ async def test_watch_first_read_after_aclose_fails_with_tracker_closed() -> None
             async for _ in changes:
                 pass
     assert tracker.statistics().watchers == 0
+
+
+# -- a reader cancelled while its relay is starting -----------------------------------------
+
+
+async def test_stream_output_cancelled_before_the_relay_is_ready_leaves_no_relay() -> None:
+    """``stream_output`` of a running job with no output file starts a shared relay (an
+    attach); a reader cancelled while the relay reads the log back (before it joined) must not
+    leave the relay, its task and its attach, running on with no reader."""
+    engine = FakeEngine()
+    tracker = await opened(engine)
+    try:
+        job_id = await tracker.add_job(job("sleep", "9"))
+        assert await tracker.wait(job_id, JobState.RUNNING, timeout=2) is JobState.RUNNING
+        await until(lambda: tracker.statistics().tasks == 0)
+        gate = engine.hold("read_logs", match=job_id)
+
+        async def read() -> None:
+            async with tracker.stream_output(job_id) as output:
+                async for _ in output:
+                    pass
+
+        with anyio.move_on_after(2) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                await gate.arrived.wait()
+                tg.cancel_scope.cancel()  # the reader gives up (a timeout, say)
+        assert not scope.cancelled_caught
+        gate.release()
+        await engine.drain()
+        await asyncio.sleep(0.05)
+        assert tracker._rt.watch.relays == 0
+        assert engine.open_attaches == 0
+        assert tracker.statistics().tasks == 0
+    finally:
+        await tracker.aclose()
