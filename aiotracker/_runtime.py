@@ -238,6 +238,9 @@ class Runtime:
                 self.leases.closing = True
                 finished = self.leases.finished()
                 tg.cancel_scope.cancel()
+            # Ended: nothing may be started in it any more (a call in flight gets
+            # TrackerClosedError, not anyio's RuntimeError) while the leases are removed.
+            self.tasks.bind(None)
             await self.leases.remove(finished)
         except BaseException as exc:
             cause = exc

@@ -10,7 +10,7 @@ import pytest
 
 from aiotracker import DockerTracker, JobState, TrackerClosedError, TrackerError
 from aiotracker._engine.fake import FakeEngine
-from tests.unit.test_races import SESSION, hold_lease, job, until
+from tests.unit.test_races import SESSION, foreign_job, hold_lease, job, until
 
 
 async def opened(engine: FakeEngine) -> DockerTracker:
@@ -136,3 +136,38 @@ async def test_stream_output_cancelled_before_the_relay_is_ready_leaves_no_relay
         assert tracker.statistics().tasks == 0
     finally:
         await tracker.aclose()
+
+
+# -- a call that reaches the task group after it ended, while the tracker still closes -------
+
+
+async def test_stream_output_in_flight_while_aclose_removes_leases_raises_a_tracker_error() -> None:
+    """The tracker's task group ends before ``aclose`` removes its finished leases; a reader
+    whose lookup returns then must fail with the library's error (the tracker closed), not
+    anyio's RuntimeError about an inactive task group, and leave no relay behind."""
+    engine = FakeEngine()
+    tracker = await opened(engine)  # its lease has no unfinished job: removed at the close
+    other = await foreign_job(engine)
+    await engine.start(other)
+    assert await tracker.wait(other, JobState.RUNNING, timeout=2) is JobState.RUNNING
+    looked_up = engine.hold("inspect", match=other, after=True)
+
+    async def read() -> list[bytes]:
+        async with tracker.stream_output(other[:12]) as output:
+            return [chunk async for chunk in output]
+
+    reading = asyncio.create_task(read())
+    with anyio.fail_after(2):
+        await looked_up.arrived.wait()
+    removing = engine.hold("remove")  # the lease's removal at the close
+    closing = asyncio.create_task(tracker.aclose())
+    with anyio.fail_after(2):
+        await removing.arrived.wait()
+    looked_up.release()
+    try:
+        with anyio.fail_after(2), pytest.raises(TrackerError):
+            await reading
+    finally:
+        removing.release()
+        await closing
+    assert tracker._rt.watch.relays == 0
