@@ -126,6 +126,7 @@ class Runtime:
         self._host_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Event | None = None
+        self._stopping: asyncio.Future[None] | None = None  # set when _stop has finished
         self._recoveries: dict[str, tuple[OutputPlan, Source]] = {}
         self._stage_recoveries: dict[str, StagePlan] = {}
         self._live_owners: set[str] = set()
@@ -434,6 +435,11 @@ class Runtime:
     # -- closing ------------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        stopping = self._stopping
+        loop = asyncio.get_running_loop()
+        if stopping is not None and not stopping.done() and stopping.get_loop() is loop:
+            await asyncio.shield(stopping)  # closing already: returns once it is closed
+            return
         if self.closed and self._host_task is None:
             return
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
@@ -444,6 +450,13 @@ class Runtime:
         await self._stop()
 
     async def _stop(self) -> None:
+        stopping = self._stopping = asyncio.get_running_loop().create_future()
+        try:
+            await self._stop_once()
+        finally:
+            stopping.set_result(None)
+
+    async def _stop_once(self) -> None:
         self.closed = True
         closed = TrackerClosedError("the tracker was closed")
         self.cache.close(closed).resolve()

@@ -95,10 +95,13 @@ async def test_watch_first_read_after_aclose_fails_with_tracker_closed() -> None
     tracker = await opened(engine)
     changes = tracker.watch()
     await tracker.aclose()
-    with anyio.fail_after(2), pytest.raises(TrackerClosedError):
+
+    async def read() -> list[object]:
         async with changes:
-            async for _ in changes:
-                pass
+            return [change async for change in changes]
+
+    with anyio.fail_after(2), pytest.raises(TrackerClosedError):
+        await read()
     assert tracker.statistics().watchers == 0
 
 
@@ -171,3 +174,27 @@ async def test_stream_output_in_flight_while_aclose_removes_leases_raises_a_trac
         removing.release()
         await closing
     assert tracker._rt.watch.relays == 0
+
+
+# -- a second aclose while the first is still closing ----------------------------------------
+
+
+async def test_second_aclose_returns_only_once_the_tracker_is_closed() -> None:
+    """``aclose`` called again while a first call still closes (leaving ``async with`` while
+    another task closes the tracker, say) must not return before the background work has
+    stopped and the engine's connections are closed."""
+    engine = FakeEngine()
+    tracker = await opened(engine)  # its lease is removed at the close: held there
+    removing = engine.hold("remove")
+    first = asyncio.create_task(tracker.aclose())
+    with anyio.fail_after(2):
+        await removing.arrived.wait()
+    second = asyncio.create_task(tracker.aclose())
+    await asyncio.sleep(0.05)
+    returned_early = second.done()
+    removing.release()
+    with anyio.fail_after(2):
+        await first
+        await second
+    assert not returned_early, "the second aclose returned while the tracker was still closing"
+    assert engine.closed
