@@ -159,13 +159,21 @@ class Leases:
         if owner == self.own:
             self._own_made = True
         if scope.cancelled_caught or self.closing:
-            with shielded(self._timeout), contextlib.suppress(TrackerError):
+            with (
+                shielded(self._timeout),
+                contextlib.suppress(TrackerError),
+                engine_errors("remove", cid),
+            ):
                 await self._engine.remove(cid, force=True)
             return False
         try:
             await self._tasks.start(self._hold, owner, cid)
         except BaseException as exc:
-            with shielded(self._timeout), contextlib.suppress(TrackerError):
+            with (
+                shielded(self._timeout),
+                contextlib.suppress(TrackerError),
+                engine_errors("remove", cid),
+            ):
                 await self._engine.remove(cid, force=True)
             if not isinstance(exc, TrackerError):
                 raise

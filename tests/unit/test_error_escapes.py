@@ -1,0 +1,60 @@
+"""Engine errors that escaped to the wrong place, each forced through the fake engine: a raw
+engine error reaching the user, a background task stopped by one job's fault, or the tracker
+stopped by an engine answer about one call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from aiotracker import DockerTracker, JobState, JobTemplate, TrackerError
+from aiotracker._engine.base import EngineCallError, EngineConnectionError
+from aiotracker._engine.fake import FakeEngine
+
+IMAGE = "aiotracker/busybox:latest"
+SESSION = "escapes"
+
+
+def job(*command: str, **fields: Any) -> JobTemplate:
+    fields.setdefault("job_category", IMAGE)
+    if command:
+        fields.setdefault("remote_command", command[0])
+        fields.setdefault("args", list(command[1:]))
+    return JobTemplate(**fields)
+
+
+async def until(predicate: Any, timeout: float = 2.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+async def tracker(engine: FakeEngine) -> AsyncIterator[DockerTracker]:
+    async with DockerTracker(SESSION, engine=engine, engine_timeout=2) as t:
+        yield t
+
+
+async def test_lease_cleanup_failure_is_not_a_raw_engine_error(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    """The first submission makes the tracker's lease; its stdin attach fails (a 500) and
+    the removal of the half-made lease fails too (the engine went away): the caller gets an
+    error of aiotracker's tree (or the job), never the boundary's private
+    EngineConnectionError."""
+    engine.fail("hold_stdin", EngineCallError(500, "attach failed"))
+    engine.fail("remove", EngineConnectionError("connection reset"))
+    try:
+        job_id = await tracker.add_job(job("sleep", "9"))
+    except TrackerError:
+        return
+    assert await tracker.job_state(job_id) is JobState.RUNNING
