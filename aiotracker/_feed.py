@@ -18,7 +18,7 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 
-from ._engine.base import ContainerEvent, Engine, EngineConnectionError
+from ._engine.base import ContainerEvent, Engine, EngineCallError, EngineConnectionError
 from ._errors import translate
 from ._waiters import Wake
 
@@ -83,7 +83,9 @@ class EventFeed:
                     await self._engine.stream_events(
                         self._labels, self.last_event_ns or since_ns, connected, self._on_event
                     )
-                except EngineConnectionError as exc:
+                except (EngineConnectionError, EngineCallError) as exc:
+                    # An error status (a daemon restarting, a proxy's 502) is an outage too:
+                    # the stream is tried again, never left to stop the tracker.
                     if not started:
                         raise translate(exc, op="event stream") from exc
                     self._lost(exc)

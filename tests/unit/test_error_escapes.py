@@ -58,3 +58,26 @@ async def test_lease_cleanup_failure_is_not_a_raw_engine_error(
     except TrackerError:
         return
     assert await tracker.job_state(job_id) is JobState.RUNNING
+
+
+async def test_event_stream_refused_on_reconnect_does_not_stop_the_tracker(
+    engine: FakeEngine, tracker: DockerTracker
+) -> None:
+    """The event stream breaks and the engine answers the reconnect with an error status (a
+    daemon restarting, a proxy's 502/503): the feed retries, the tracker stays open and its
+    jobs' ends are still seen."""
+    job_id = await tracker.add_job(job("sleep", "9"))
+    engine.fail("stream_events", EngineCallError(503, "the daemon is restarting"))
+    engine.cut_streams()
+    await until(lambda: engine.calls["stream_events"] >= 3)
+    assert tracker.is_open
+    engine.exit(job_id, 0)
+    assert await tracker.wait(job_id, timeout=2) is JobState.DONE
+
+
+async def test_event_stream_refused_at_opening_is_a_tracker_error(engine: FakeEngine) -> None:
+    """An engine that answers the first event subscription with an error status fails the
+    opening with aiotracker's error, not the boundary's EngineCallError."""
+    engine.fail("stream_events", EngineCallError(500, "events: internal error"))
+    with pytest.raises(TrackerError):
+        await DockerTracker(SESSION, engine=engine).open()
