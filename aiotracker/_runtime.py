@@ -284,7 +284,16 @@ class Runtime:
             j.owner for j in self.cache if j.owner is not None and not j.owner.startswith(UNLEASED)
         } - self._live_owners
         for owner in owners:
-            if not await self.leases.take_now(owner):
+            try:
+                taken = await self.leases.take_now(owner)
+            except DrmCommunicationError:
+                raise  # the engine is away: the opening fails
+            except TrackerError as exc:
+                # That lease's own trouble (its jobs' image removed since, say): those jobs
+                # stay unowned here; the tracker opens, and a re-sync considers it again.
+                log.warning("dead lease %s not taken over: %s", owner, exc)
+                taken = False
+            if not taken:
                 for job in list(self.cache):
                     if job.owner == owner and (
                         job.job_id in self._recoveries or job.job_id in self._stage_recoveries

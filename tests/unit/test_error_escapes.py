@@ -81,3 +81,40 @@ async def test_event_stream_refused_at_opening_is_a_tracker_error(engine: FakeEn
     engine.fail("stream_events", EngineCallError(500, "events: internal error"))
     with pytest.raises(TrackerError):
         await DockerTracker(SESSION, engine=engine).open()
+
+
+def lease_of(engine: FakeEngine, owner: str) -> str:
+    for cid in list(engine._containers):
+        container = engine.container(cid)
+        if (
+            container.labels.get("aiotracker.lease.owner") == owner
+            and container.status == "running"
+        ):
+            return cid
+    raise AssertionError(f"no live lease of {owner}")
+
+
+async def test_dead_lease_whose_image_is_gone_does_not_fail_the_opening(
+    engine: FakeEngine,
+) -> None:
+    """A tracker died with an array's tasks queued, and their image has since been removed
+    from the engine: the next tracker cannot make the dead lease again (its image is gone),
+    which concerns those jobs only; the tracker opens, and its own jobs run."""
+    other = "aiotracker/other:latest"
+    engine.images.add(other)
+    ca = engine.client()
+    a = DockerTracker(SESSION, engine=ca)
+    await a.open()
+    array_id = await a.add_array_job(job("sleep", "9", job_category=other), 1, 3, max_parallel=1)
+    tasks = await a.list_array_jobs(array_id)
+    await until(lambda: engine.container(tasks[0]).status == "running")
+    ca.closed = True  # a dies, and its lease with it
+    engine.drop_stdin(lease_of(engine, a._rt.leases.own))
+    engine.images.discard(other)  # docker rmi -f
+    async with DockerTracker(SESSION, engine=engine.client()) as b:
+        assert await b.job_state(tasks[1]) is JobState.QUEUED
+        job_id = await b.add_job(job("sleep", "9"))
+        assert await b.job_state(job_id) is JobState.RUNNING
+    a._rt.closed = True
+    ca.closed = False
+    await a.aclose()
