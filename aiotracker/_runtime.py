@@ -28,6 +28,7 @@ from ._errors import engine_errors
 from ._exceptions import (
     DrmCommunicationError,
     InvalidStateError,
+    JobNotFoundError,
     TrackerClosedError,
     TrackerError,
 )
@@ -45,7 +46,7 @@ from ._model import JobControlAction, JobState
 from ._output import OutputPlan
 from ._pull import Puller, PullProgress
 from ._stageout import StagePlan, Stager, stage_recovery
-from ._submit import Launch, Submitter, launch_from, rename_mark
+from ._submit import RETRYABLE, Launch, Submitter, launch_from, rename_mark
 from ._sync import Sync
 from ._tasks import Tasks, shielded
 from ._timers import TimerActions, Timers
@@ -415,16 +416,41 @@ class Runtime:
         self.tasks.spawn(rename_mark, self.engine, job_id, TERMINATED_SUFFIX)
 
     async def _take_output(self, job_id: str) -> None:
-        """Complete a taken-over job's output from the engine's log (once: we hold its lease)."""
-        details = await self.sync.details(job_id)
+        """Complete a taken-over job's output from the engine's log (once: we hold its lease).
+        Its end is held back until its labels are read; an inspect that fails for the engine's
+        reason is tried again while the job is ours, and one given up is the job's fault."""
         job = self.cache.get(job_id)
-        plan = recovery(details.labels, job.state, job_id) if job is not None else None
-        stage = stage_recovery(details.labels, job.state, job_id) if job is not None else None
-        if stage is not None:
-            self.stager.arm(job_id, stage, mark=False)
-        if plan is not None:
-            self.cache.begin_output(job_id)
-            await self._recover(job_id, *plan)
+        if job is None:
+            return
+        self.cache.begin_output(job_id)  # its end waits until we know what is to be recovered
+        recovering = False
+        try:
+            backoff = 0.05
+            while True:
+                try:
+                    details = await self.sync.details(job_id)
+                    break
+                except JobNotFoundError:
+                    return
+                except RETRYABLE:
+                    if job_id not in self.cache or not self.leases.holds(job.owner):
+                        return  # gone, or no longer ours to write
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                except TrackerError as exc:
+                    self.cache.add_fault(job_id, f"output incomplete: not recovered: {exc}")
+                    return
+            state = job.final if job.final is not None else job.state
+            plan = recovery(details.labels, state, job_id)
+            stage = stage_recovery(details.labels, state, job_id)
+            if stage is not None:
+                self.stager.arm(job_id, stage, mark=False)
+            if plan is not None:
+                recovering = True  # _recover (its copy) ends the output, whatever happens
+                await self._recover(job_id, *plan)
+        finally:
+            if not recovering:
+                self.publish(self.cache.output_done(job_id))
 
     def _lost(self, owner: str) -> None:
         """Our lease went (another tracker may take it): stop writing its jobs' output."""

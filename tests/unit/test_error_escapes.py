@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -115,6 +116,40 @@ async def test_dead_lease_whose_image_is_gone_does_not_fail_the_opening(
         assert await b.job_state(tasks[1]) is JobState.QUEUED
         job_id = await b.add_job(job("sleep", "9"))
         assert await b.job_state(job_id) is JobState.RUNNING
+    a._rt.closed = True
+    ca.closed = False
+    await a.aclose()
+
+
+async def test_taken_over_output_survives_a_failed_inspect(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    """A tracker takes a dead tracker's lease over; the inspect that starts the recovery of a
+    running job's output fails once (a 500): it is asked again and the output is completed
+    (before, the recovery died with the inspect: the file cut short, and no fault said so)."""
+    ca, cb = engine.client(), engine.client()
+    a = DockerTracker(SESSION, engine=ca)
+    await a.open()
+    async with DockerTracker(SESSION, engine=cb) as b:
+        first = await a.add_job(job("sleep", "9"))
+        out = tmp_path / "out"
+        job_id = await a.add_job(job("sleep", "9", output_path=str(out)))
+        engine.write_output(job_id, 1, b"first ")
+        await engine.drain()
+        owner = a._rt.leases.own
+        engine.fail("inspect", EngineCallError(500, "transient"), match=job_id)
+        ca.closed = True  # a dies, and its lease with it
+        engine.drop_stdin(lease_of(engine, owner))
+        await until(lambda: owner in b._rt.leases.held)
+        await until(lambda: b.statistics().tasks <= 1)
+        await asyncio.sleep(0.05)
+        engine.write_output(job_id, 1, b"half")
+        engine.exit(job_id, 0)
+        engine.exit(first, 0)
+        assert await b.wait(job_id, timeout=2) is JobState.DONE
+        info = await b.job_info(job_id)
+        assert out.read_bytes() == b"first half", info.faults  # retried: recovered whole
+        assert info.faults == ()
     a._rt.closed = True
     ca.closed = False
     await a.aclose()
