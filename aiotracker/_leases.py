@@ -25,6 +25,9 @@ from ._cache import TERMINAL, StateCache
 from ._engine.base import ContainerEvent, Engine
 from ._errors import engine_errors
 from ._exceptions import (
+    DrmCommunicationError,
+    EngineError,
+    InternalError,
     InvalidArgumentError,
     InvalidStateError,
     JobNameInUseError,
@@ -38,6 +41,7 @@ log = logging.getLogger("aiotracker")
 
 _LIVE = ("running", "paused", "restarting")
 UNLEASED = "unleased-"
+_BACKOFF_MIN, _BACKOFF_MAX = 0.05, 5.0
 
 
 class Leases:
@@ -240,9 +244,21 @@ class Leases:
             self._tasks.spawn(self._adopt, owner)
 
     async def _adopt(self, owner: str) -> None:
+        """Take ``owner``'s lease over; an engine failure is tried again (backing off) while
+        the lease is dead, its jobs unfinished and we open: no later event would ask again."""
+        backoff = _BACKOFF_MIN
         try:
-            if await self.take_now(owner):
-                self.on_adopted(owner)
+            while True:
+                try:
+                    if await self.take_now(owner):
+                        self.on_adopted(owner)
+                    return
+                except (DrmCommunicationError, EngineError, InternalError) as exc:
+                    if self.closing or owner in self.held or not self._unfinished(owner):
+                        return
+                    log.warning("taking lease %s over failed (%s); retrying", owner, exc)
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX)
         finally:
             self._adopting.discard(owner)
 

@@ -153,3 +153,28 @@ async def test_taken_over_output_survives_a_failed_inspect(
     a._rt.closed = True
     ca.closed = False
     await a.aclose()
+
+
+async def test_takeover_survives_a_failed_inspect(engine: FakeEngine) -> None:
+    """A tracker sees a dead tracker's lease die with an array's tasks queued; the first
+    inspect of its takeover fails (a 500): it tries again, takes the lease over and
+    launches the rest (before, the takeover was dropped until some later re-sync)."""
+    ca, cb = engine.client(), engine.client()
+    a = DockerTracker(SESSION, engine=ca)
+    await a.open()
+    async with DockerTracker(SESSION, engine=cb) as b:
+        array_id = await a.add_array_job(job("sleep", "9"), 1, 2, max_parallel=1)
+        tasks = await b.list_array_jobs(array_id)
+        await until(lambda: engine.container(tasks[0]).status == "running")
+        owner = a._rt.leases.own
+        ca.closed = True  # a dies, and its lease with it
+        engine.fail("inspect", EngineCallError(500, "transient"))
+        engine.drop_stdin(lease_of(engine, owner))
+        await until(lambda: owner in b._rt.leases.held)
+        engine.exit(tasks[0], 0)
+        assert await b.wait(tasks[1], JobState.RUNNING, timeout=2) is JobState.RUNNING
+        engine.exit(tasks[1], 0)
+        assert await b.wait(tasks[1], timeout=2) is JobState.DONE
+    a._rt.closed = True
+    ca.closed = False
+    await a.aclose()
