@@ -79,6 +79,10 @@ def pick(candidates: Iterable[Job]) -> Job | None:
     return min(candidates, key=rank, default=None)
 
 
+class _NotStarted(Exception):
+    """A task the engine did not start, for its state (a 409), still queued: later."""
+
+
 class Array:
     """An array job this tracker launches: its bound, the launcher's wake-up and lock."""
 
@@ -228,8 +232,9 @@ class Launcher:
                             if not self._holds(task.owner):
                                 break  # the lease went to another tracker: it launches the rest
                             await self._start_task(array, task)
+                            self._check_progress(array, task)
                     backoff = _BACKOFF_MIN
-                except RETRYABLE as exc:
+                except (*RETRYABLE, _NotStarted) as exc:
                     log.warning("array %s: %s; retrying", array.array_id, exc)
                     self._request_resync()
                     await anyio.sleep(backoff)
@@ -237,6 +242,13 @@ class Launcher:
                     array.wake.set()
         finally:
             self.arrays.pop(array.array_id, None)
+
+    def _check_progress(self, array: Array, task: Job) -> None:
+        """After a start: if the same task is still the next to start (the engine refused the
+        start for its state, a 409, and the job is still queued), it is tried again later,
+        backing off, never at once in a loop."""
+        if self._next_of(array) is task and self._holds(task.owner):
+            raise _NotStarted(f"job {task.job_id[:12]} was not started; trying again later")
 
     def _next_of(self, array: Array) -> Job | None:
         tasks = self._cache.array_jobs(array.array_id)
@@ -317,7 +329,7 @@ class Launcher:
                     pass
                 backoff = _BACKOFF_MIN
             except Exception as exc:  # the one queue never stops: it looks again, later
-                if isinstance(exc, RETRYABLE):
+                if isinstance(exc, (*RETRYABLE, _NotStarted)):
                     log.warning("launcher: %s; retrying", exc)
                 else:
                     log.exception("launcher: a start failed unexpectedly; going on")
@@ -344,6 +356,7 @@ class Launcher:
         async with array.lock:
             if self._next_of(array) is best:  # still its turn (no hold, no terminate)
                 await self._start_task(array, best)
+                self._check_progress(array, best)
         return True
 
     async def _start_single(self, entry: _Single) -> None:

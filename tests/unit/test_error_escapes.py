@@ -15,6 +15,7 @@ import pytest
 from aiotracker import DockerTracker, JobState, JobTemplate, TrackerError
 from aiotracker._engine.base import EngineCallError, EngineConnectionError
 from aiotracker._engine.fake import FakeEngine
+from aiotracker._labels import container_name
 
 IMAGE = "aiotracker/busybox:latest"
 SESSION = "escapes"
@@ -178,3 +179,23 @@ async def test_takeover_survives_a_failed_inspect(engine: FakeEngine) -> None:
     a._rt.closed = True
     ca.closed = False
     await a.aclose()
+
+
+@pytest.mark.parametrize("max_running", [0, 2])
+async def test_launcher_backs_off_a_task_whose_start_is_refused_409(max_running: int) -> None:
+    """The engine answers an array task's start with a 409 (Docker: "container is marked
+    for removal", Podman: "container state improper") for a while: the launcher backs off,
+    as for any engine failure, instead of asking again at once in a tight loop (thousands of
+    starts a second), and starts it once the engine lets it."""
+    engine = FakeEngine()
+    async with DockerTracker(SESSION, engine=engine, max_running=max_running) as t:
+        await t._rt.leases.ensure_own(IMAGE)
+        refusal = EngineCallError(409, "container is marked for removal and cannot be started")
+        engine.fail("start", refusal, times=10**6, match=container_name("arr-1", SESSION))
+        array_id = await t.add_array_job(job("sleep", "9", job_name="arr"), 1, 2)
+        await asyncio.sleep(0.3)
+        assert engine.calls["start"] < 30, engine.calls["start"]
+        engine._faults._rules.clear()  # the engine lets it start now
+        first, second = await t.list_array_jobs(array_id)
+        assert await t.wait(first, JobState.RUNNING, timeout=8) is JobState.RUNNING
+        assert await t.wait(second, JobState.RUNNING, timeout=2) is JobState.RUNNING
