@@ -368,7 +368,15 @@ class Launcher:
             if job.job_id in self._cache:
                 await self._refuse(job, exc)
             return
-        await self._start_counted(job, launch, entry.may_start)
+        if (
+            not await self._start_counted(job, launch, entry.may_start)
+            and job.job_id in self._cache
+            and startable(job)
+            and entry.may_start()
+        ):
+            # Still queued and ours: the engine refused the start for the container's state
+            # (a 409). It stays in the queue, tried again later (backing off), never dropped.
+            raise _NotStarted(f"job {job.job_id[:12]} was not started; trying again later")
         self._queued.pop(job.job_id, None)  # started, refused, or no longer ours
 
     # -- refusals -------------------------------------------------------------------------

@@ -199,3 +199,20 @@ async def test_launcher_backs_off_a_task_whose_start_is_refused_409(max_running:
         first, second = await t.list_array_jobs(array_id)
         assert await t.wait(first, JobState.RUNNING, timeout=8) is JobState.RUNNING
         assert await t.wait(second, JobState.RUNNING, timeout=2) is JobState.RUNNING
+
+
+async def test_single_job_whose_start_is_refused_409_stays_queued_and_starts_later() -> None:
+    """Under ``max_running`` a single job's start answered with a 409 for a while: the job
+    stays in the queue (backing off, as an array task does) and starts once the engine lets
+    it, instead of being dropped from the queue and left QUEUED for ever."""
+    engine = FakeEngine()
+    async with DockerTracker(SESSION, engine=engine, max_running=1) as t:
+        await t._rt.leases.ensure_own(IMAGE)
+        refusal = EngineCallError(409, "container is marked for removal and cannot be started")
+        engine.fail("start", refusal, times=10**6, match=container_name("single", SESSION))
+        job_id = await t.add_job(job("sleep", "9", job_name="single"))
+        await asyncio.sleep(0.3)
+        assert 1 <= engine.calls["start"] < 30, engine.calls["start"]
+        assert await t.job_state(job_id) is JobState.QUEUED
+        engine._faults._rules.clear()  # the engine lets it start now
+        assert await t.wait(job_id, JobState.RUNNING, timeout=8) is JobState.RUNNING
