@@ -6,8 +6,8 @@ job (indexed by job and array id: a change costs one lookup, whatever the number
 watched), in the order the tracker applied them. No task and no connection per job or per
 watcher. Each watcher has a bounded buffer: when it is full, changes are dropped and counted,
 and the consumer gets a marker (``StateChange.lost``) where the gap is, never a silent one;
-a slow consumer never slows the tracker or other watchers. Closing a watcher (``break``,
-cancellation, ``aclose``) unregisters it.
+a slow consumer never slows the tracker or other watchers. Closing a watcher (leaving its
+``async with``, cancellation, ``aclose``) unregisters it.
 """
 
 from __future__ import annotations

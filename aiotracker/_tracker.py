@@ -449,8 +449,10 @@ class DockerTracker:
         as the registration, so no change falls between a listing and the watch. Holds up to
         ``max_buffer`` changes for a slow consumer; beyond, changes are dropped and a marker
         (``lost`` > 0) says how many, where. Changes are kept from the moment ``async with``
-        enters the block (or, without it, from the first iteration). Leave with ``async
-        with``, ``break`` or ``aclose()``: nothing stays registered.
+        enters the block (or, without it, from the first iteration). Leave the ``async
+        with`` block (by ``break`` too) or call ``aclose()``: nothing stays registered. A
+        bare ``async for`` left by ``break`` unregisters only when the stream is collected
+        (an async iterator is not closed by ``break``): use ``async with``.
         """
         self._check_open()
         keys = None if jobs is None else frozenset(check_ids(jobs))
