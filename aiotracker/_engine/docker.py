@@ -548,11 +548,7 @@ class DockerEngine:
                 yield followed
             return
         stream = self._hijack(cid, logs=int(logs), stdout=1, stderr=1, stdin=0)
-        try:
-            await stream._init()
-        except (DockerError, *_TRANSPORT_ERRORS) as exc:
-            await stream.close()
-            raise self._failure(exc, "attach") from exc
+        await self._upgrade(stream, "attach")
 
         async def read() -> tuple[int, bytes] | None:
             try:
@@ -616,18 +612,28 @@ class DockerEngine:
     @asynccontextmanager
     async def hold_stdin(self, cid: str) -> AsyncIterator[None]:
         stream = self._hijack(cid, stdin=1, stdout=0, stderr=0, logs=0)
-        try:
-            await stream._init()
-        except (DockerError, *_TRANSPORT_ERRORS) as exc:
-            await stream.close()
-            raise self._failure(exc, "stdin") from exc
+        await self._upgrade(stream, "stdin")
         async with _held(stream):
             yield
 
-    async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
-        stream = self._hijack(cid, stdin=1, stdout=0, stderr=0, logs=0)
+    async def _upgrade(self, stream: Stream, what: str) -> None:
+        """Open a hijacked stream; if that fails (cancellation too) its response is closed.
+        Not with aiodocker's ``close``, which asserts a connection that an engine answering
+        without the upgrade (a plain 200) has already released."""
         try:
             await stream._init()
+        except BaseException as exc:
+            if stream._resp is not None:
+                stream._closed = True  # what aiodocker's close marks (else it warns)
+                stream._resp.close()  # synchronous: done even when cancelled
+            if isinstance(exc, (DockerError, *_TRANSPORT_ERRORS)):
+                raise self._failure(exc, what) from exc
+            raise
+
+    async def feed_stdin(self, cid: str, source: IO[bytes]) -> None:
+        stream = self._hijack(cid, stdin=1, stdout=0, stderr=0, logs=0)
+        await self._upgrade(stream, "stdin")
+        try:
             while chunk := source.read(1 << 16):
                 await stream.write_in(chunk)
         except (DockerError, *_TRANSPORT_ERRORS) as exc:

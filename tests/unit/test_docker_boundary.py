@@ -1,13 +1,16 @@
-"""The Docker boundary against Podman 4.3's answers that Docker never gives, served over HTTP
+"""The Docker boundary against answers that Docker 20.10 does not give here, served over HTTP
 to the real ``DockerEngine`` (aiodocker, aiohttp, the boundary's parsing).
 
-Podman 4.3 answers the inspect of a container whose process exits as it reads its
-/proc/<pid>/cgroup with a 500 "read /proc/<pid>/cgroup: no such process" (podman#16383, fixed
-in 4.4). Seen in CI: ``job_info`` of an array task that had just run ``true`` failed with it.
+- Podman 4.3 answers the inspect of a container whose process exits as it reads its
+  /proc/<pid>/cgroup with a 500 "read /proc/<pid>/cgroup: no such process" (podman#16383,
+  fixed in 4.4). Seen in CI: ``job_info`` of an array task that had just run ``true`` failed
+  with it.
+- An engine (or a proxy) that answers an attach without taking the connection over.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 from collections.abc import AsyncIterator
@@ -125,3 +128,38 @@ async def test_docker_is_not_asked_again(docker: tuple[Engine, DockerEngine]) ->
     with pytest.raises(EngineCallError, match="no such process"):
         await client.inspect(CID)
     assert server.inspects == 1
+
+
+class NoUpgrade(Engine):
+    """Answers an attach with a plain 200 and a body: no connection to take over."""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.endswith(f"/containers/{CID}/attach"):
+            return web.Response(text="not upgraded")
+        return await super()._handle(request)
+
+
+@pytest.mark.parametrize("call", ["attach_output", "hold_stdin", "feed_stdin"])
+async def test_an_attach_that_is_not_upgraded_is_the_engines_error(call: str) -> None:
+    """An engine (or a proxy) that answers an attach without taking the connection over: the
+    call fails with the boundary's error (it raised AssertionError from aiodocker's close)."""
+    with tempfile.TemporaryDirectory(prefix="pod.", dir="/tmp") as tmp:
+        async with NoUpgrade(str(Path(tmp) / "s"), podman=False) as server:
+            client = DockerEngine(server.url)
+            try:
+                await client.open()
+                with pytest.raises(EngineCallError, match="Cannot upgrade"):
+                    await _use(client, call)
+            finally:
+                await client.aclose()
+
+
+async def _use(client: DockerEngine, call: str) -> None:
+    if call == "attach_output":
+        async with client.attach_output(CID):
+            pass
+    elif call == "hold_stdin":
+        async with client.hold_stdin(CID):
+            pass
+    else:
+        await client.feed_stdin(CID, io.BytesIO(b"x"))
