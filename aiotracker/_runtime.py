@@ -440,6 +440,8 @@ class Runtime:
                 except TrackerError as exc:
                     self.cache.add_fault(job_id, f"output incomplete: not recovered: {exc}")
                     return
+            if job_id in self.copier.fanouts:
+                return  # started by our launcher meanwhile: its copier writes the output
             state = job.final if job.final is not None else job.state
             plan = recovery(details.labels, state, job_id)
             stage = stage_recovery(details.labels, state, job_id)
@@ -449,7 +451,9 @@ class Runtime:
                 recovering = True  # _recover (its copy) ends the output, whatever happens
                 await self._recover(job_id, *plan)
         finally:
-            if not recovering:
+            # Not if a copier started meanwhile (our launcher's start): it holds the end too,
+            # and releases it when the output is written.
+            if not recovering and job_id not in self.copier.fanouts:
                 self.publish(self.cache.output_done(job_id))
 
     def _lost(self, owner: str) -> None:

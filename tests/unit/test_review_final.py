@@ -1,0 +1,82 @@
+"""Review of 517dede..HEAD: interleavings forced on the fake engine."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import anyio
+
+from aiotracker import DockerTracker, JobState
+from aiotracker._engine.fake import FakeEngine
+from tests.unit.test_error_escapes import SESSION, job, lease_of, until
+
+
+async def test_take_output_does_not_release_the_end_its_launched_copier_holds(
+    tmp_path: Path,
+) -> None:
+    """b takes a dead tracker's array over; _take_output's inspect of the queued task 2 is
+    answered only after b's launcher has attached task 2's copier (its start held): the
+    task is still QUEUED in the cache, so _take_output finds nothing to recover and calls
+    output_done, clearing the output_pending its copier set. The task's end must still wait
+    for its copier (here completing the output from the log)."""
+    engine = FakeEngine()
+    ca, cb = engine.client(), engine.client()
+    a = DockerTracker(SESSION, engine=ca)
+    await a.open()
+    out = tmp_path / "out"
+    async with DockerTracker(SESSION, engine=cb) as b:
+        taken = asyncio.Event()
+        take_output = b._rt._take_output
+
+        async def traced(job_id: str) -> None:
+            try:
+                await take_output(job_id)
+            finally:
+                if job_id == tasks[1]:
+                    taken.set()
+
+        b._rt._take_output = traced  # type: ignore[method-assign]
+        array_id = await a.add_array_job(
+            job("sleep", "9", output_path=str(out)), 1, 2, max_parallel=1
+        )
+        tasks = await b.list_array_jobs(array_id)
+        await until(lambda: engine.container(tasks[0]).status == "running")
+        await until(lambda: tasks[1] in b._rt.cache)
+        await engine.drain()
+        looked_up = engine.hold("inspect", match=tasks[1], after=True)  # _take_output's
+        owner = a._rt.leases.own
+        ca.closed = True  # a dies, and its lease with it
+        engine.drop_stdin(lease_of(engine, owner))
+        with anyio.fail_after(2):
+            await looked_up.arrived.wait()
+        assert not taken.is_set()
+        starting = engine.hold("start", match=tasks[1])  # attached, not started yet
+        engine.exit(tasks[0], 0)  # the launcher's turn for task 2
+        with anyio.fail_after(2):
+            await starting.arrived.wait()
+        looked_up.release()
+        with anyio.fail_after(2):
+            await taken.wait()
+        starting.release()
+        assert await b.wait(tasks[1], JobState.RUNNING, timeout=2) is JobState.RUNNING
+        reading = engine.hold("read_logs", match=tasks[1])  # the copier's completion
+        asked = engine.hold("inspect", match=tasks[1], after=True)  # did it exit? not yet
+        engine.cut_attach(tasks[1])  # its stream ends early: completed from the log
+        engine.write_output(tasks[1], 1, b"hello")
+        with anyio.fail_after(3):
+            await asked.arrived.wait()
+        asked.release()
+        await engine.drain()
+        engine.exit(tasks[1], 0)
+        with anyio.fail_after(3):
+            await reading.arrived.wait()  # the die is known: the copier completes the file
+        await engine.drain()
+        # The end waits for the output file: not DONE while its copier still writes it.
+        assert await b.job_state(tasks[1]) is JobState.RUNNING
+        reading.release()
+        assert await b.wait(tasks[1], timeout=2) is JobState.DONE
+        assert out.read_bytes().endswith(b"hello")
+    a._rt.closed = True
+    ca.closed = False
+    await a.aclose()
