@@ -107,6 +107,7 @@ class _Single:
     job: Job
     launch: Launch | None  # None: read from its label when it starts
     may_start: Callable[[], bool] = field(default=lambda: True)
+    backoff: float = 0.0  # after a start refused for the container's state: the last pause
 
 
 class Launcher:
@@ -368,16 +369,29 @@ class Launcher:
             if job.job_id in self._cache:
                 await self._refuse(job, exc)
             return
-        if (
-            not await self._start_counted(job, launch, entry.may_start)
-            and job.job_id in self._cache
-            and startable(job)
-            and entry.may_start()
-        ):
-            # Still queued and ours: the engine refused the start for the container's state
-            # (a 409). It stays in the queue, tried again later (backing off), never dropped.
-            raise _NotStarted(f"job {job.job_id[:12]} was not started; trying again later")
+        started = await self._start_counted(job, launch, entry.may_start)
         self._queued.pop(job.job_id, None)  # started, refused, or no longer ours
+        if not started and job.job_id in self._cache and startable(job) and entry.may_start():
+            # Still queued and ours: the engine refused the start for the container's state
+            # (a 409). Queued again after a pause (backing off), never dropped; meanwhile the
+            # jobs behind it start (its refusal concerns it only).
+            self._retry_later(entry)
+
+    def _retry_later(self, entry: _Single) -> None:
+        entry.backoff = min(entry.backoff * 2, _BACKOFF_MAX) if entry.backoff else _BACKOFF_MIN
+        log.warning(
+            "launcher: job %s was not started; trying again in %.2f s",
+            entry.job.job_id[:12], entry.backoff,
+        )  # fmt: skip
+        self._request_resync()
+        asyncio.get_running_loop().call_later(entry.backoff, self._requeue, entry)
+
+    def _requeue(self, entry: _Single) -> None:
+        job_id = entry.job.job_id
+        self.queue(job_id, entry.launch, entry.may_start)
+        queued = self._queued.get(job_id)
+        if queued is not None and queued is not entry:
+            queued.backoff = max(queued.backoff, entry.backoff)
 
     # -- refusals -------------------------------------------------------------------------
 

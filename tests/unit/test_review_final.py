@@ -80,3 +80,23 @@ async def test_take_output_does_not_release_the_end_its_launched_copier_holds(
     a._rt.closed = True
     ca.closed = False
     await a.aclose()
+
+
+async def test_a_single_job_refused_409_does_not_hold_up_the_queue() -> None:
+    """Under ``max_running`` the engine answers a single job's start with a 409 (for as long
+    as it likes): that concerns that job only (docs/semantics.md, "Faults stay with their
+    job"); a job queued after it, with a free slot, still starts."""
+    from aiotracker._engine.base import EngineCallError
+    from aiotracker._labels import container_name
+
+    engine = FakeEngine()
+    async with DockerTracker(SESSION, engine=engine, max_running=2) as t:
+        await t._rt.leases.ensure_own("aiotracker/busybox:latest")
+        refusal = EngineCallError(409, "container is marked for removal and cannot be started")
+        engine.fail("start", refusal, times=10**6, match=container_name("stuck", SESSION))
+        stuck = await t.add_job(job("sleep", "9", job_name="stuck"))
+        other = await t.add_job(job("sleep", "9", job_name="other"))
+        assert await t.wait(other, JobState.RUNNING, timeout=2) is JobState.RUNNING
+        assert await t.job_state(stuck) is JobState.QUEUED
+        engine._faults._rules.clear()  # the engine lets it start now
+        assert await t.wait(stuck, JobState.RUNNING, timeout=8) is JobState.RUNNING
