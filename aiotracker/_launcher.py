@@ -86,7 +86,9 @@ class _NotStarted(Exception):
 class Array:
     """An array job this tracker launches: its bound, the launcher's wake-up and lock."""
 
-    __slots__ = ("array_id", "launches", "lock", "max_parallel", "size", "wake")
+    __slots__ = (
+        "array_id", "backoff", "launches", "lock", "max_parallel", "not_before", "size", "wake",
+    )  # fmt: skip
 
     def __init__(self, array_id: str, size: int, max_parallel: int) -> None:
         self.array_id = array_id
@@ -98,6 +100,10 @@ class Array:
         # Held by the launcher from its decision to the start's return, and by hold,
         # release and terminate of a queued task: neither sees the other half done.
         self.lock = asyncio.Lock()
+        # With max_running, after a start the engine refused for the container's state (a
+        # 409): the array is passed over until ``not_before`` (monotonic), backing off.
+        self.backoff = 0.0
+        self.not_before = 0.0
 
 
 @dataclass(slots=True)
@@ -302,6 +308,8 @@ class Launcher:
                 continue
             if not is_whole(tasks, array.size):
                 continue
+            if array.not_before > time.monotonic():
+                continue  # its next task's start was refused a moment ago: later
             task = next_task(tasks, array.max_parallel, time.time_ns())
             if task is not None and self._holds(task.owner):
                 out.append((array, task))
@@ -357,8 +365,21 @@ class Launcher:
         async with array.lock:
             if self._next_of(array) is best:  # still its turn (no hold, no terminate)
                 await self._start_task(array, best)
-                self._check_progress(array, best)
+                if self._next_of(array) is best and self._holds(best.owner):
+                    self._pass_over(array, best)  # refused (a 409): the others go on
+                else:
+                    array.backoff = 0.0
         return True
+
+    def _pass_over(self, array: Array, task: Job) -> None:
+        array.backoff = min(array.backoff * 2, _BACKOFF_MAX) if array.backoff else _BACKOFF_MIN
+        array.not_before = time.monotonic() + array.backoff
+        log.warning(
+            "launcher: job %s was not started; trying again in %.2f s",
+            task.job_id[:12], array.backoff,
+        )  # fmt: skip
+        self._request_resync()
+        asyncio.get_running_loop().call_later(array.backoff, self._wake.set)
 
     async def _start_single(self, entry: _Single) -> None:
         job = entry.job

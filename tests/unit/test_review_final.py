@@ -100,3 +100,22 @@ async def test_a_single_job_refused_409_does_not_hold_up_the_queue() -> None:
         assert await t.job_state(stuck) is JobState.QUEUED
         engine._faults._rules.clear()  # the engine lets it start now
         assert await t.wait(stuck, JobState.RUNNING, timeout=8) is JobState.RUNNING
+
+
+async def test_an_array_task_refused_409_does_not_hold_up_the_queue() -> None:
+    """The same for an array task under ``max_running``: while the engine answers its start
+    with a 409, a single job queued after it, with a free slot, still starts."""
+    from aiotracker._engine.base import EngineCallError
+    from aiotracker._labels import container_name
+
+    engine = FakeEngine()
+    async with DockerTracker(SESSION, engine=engine, max_running=2) as t:
+        await t._rt.leases.ensure_own("aiotracker/busybox:latest")
+        refusal = EngineCallError(409, "container is marked for removal and cannot be started")
+        engine.fail("start", refusal, times=10**6, match=container_name("arr-1", SESSION))
+        array_id = await t.add_array_job(job("sleep", "9", job_name="arr"), 1, 1)
+        other = await t.add_job(job("sleep", "9", job_name="other"))
+        assert await t.wait(other, JobState.RUNNING, timeout=2) is JobState.RUNNING
+        engine._faults._rules.clear()  # the engine lets it start now
+        (task,) = await t.list_array_jobs(array_id)
+        assert await t.wait(task, JobState.RUNNING, timeout=8) is JobState.RUNNING
