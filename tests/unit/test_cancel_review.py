@@ -133,10 +133,12 @@ async def test_stream_output_cancelled_before_the_relay_is_ready_leaves_no_relay
         assert not scope.cancelled_caught
         gate.release()
         await engine.drain()
-        await asyncio.sleep(0.05)
-        assert tracker._rt.watch.relays == 0
-        assert engine.open_attaches == 0
-        assert tracker.statistics().tasks == 0
+        await until(  # the job runs on: only the reader's leaving may stop the relay
+            lambda: (
+                (tracker._rt.watch.relays, engine.open_attaches, tracker.statistics().tasks)
+                == (0, 0, 0)
+            )
+        )
     finally:
         await tracker.aclose()
 
