@@ -239,7 +239,7 @@ class Launcher:
                             if not self._holds(task.owner):
                                 break  # the lease went to another tracker: it launches the rest
                             await self._start_task(array, task)
-                            self._check_progress(array, task)
+                            self._check_progress(task)
                     backoff = _BACKOFF_MIN
                 except (*RETRYABLE, _NotStarted) as exc:
                     log.warning("array %s: %s; retrying", array.array_id, exc)
@@ -250,12 +250,17 @@ class Launcher:
         finally:
             self.arrays.pop(array.array_id, None)
 
-    def _check_progress(self, array: Array, task: Job) -> None:
-        """After a start: if the same task is still the next to start (the engine refused the
-        start for its state, a 409, and the job is still queued), it is tried again later,
+    def _check_progress(self, task: Job) -> None:
+        """After a start: if the task is still to be started (the engine refused the start for
+        its state, a 409, and the job is still queued and ours), it is tried again later,
         backing off, never at once in a loop."""
-        if self._next_of(array) is task and self._holds(task.owner):
+        if self._refused_for_now(task):
             raise _NotStarted(f"job {task.job_id[:12]} was not started; trying again later")
+
+    def _refused_for_now(self, task: Job) -> bool:
+        """True if a start just made left the task startable: it was not started. (Not
+        ``_next_of``: that walks the array, and doubled the launcher's cost per start.)"""
+        return task.job_id in self._cache and startable(task) and self._holds(task.owner)
 
     def _next_of(self, array: Array) -> Job | None:
         tasks = self._cache.array_jobs(array.array_id)
@@ -365,7 +370,7 @@ class Launcher:
         async with array.lock:
             if self._next_of(array) is best:  # still its turn (no hold, no terminate)
                 await self._start_task(array, best)
-                if self._next_of(array) is best and self._holds(best.owner):
+                if self._refused_for_now(best):
                     self._pass_over(array, best)  # refused (a 409): the others go on
                 else:
                     array.backoff = 0.0
