@@ -4,12 +4,15 @@ a call cancelled at an await point, or in flight while the tracker closes."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import anyio
 import pytest
 
 from aiotracker import DockerTracker, JobState, TrackerClosedError, TrackerError
 from aiotracker._engine.fake import FakeEngine
+from aiotracker._engine.faults import Gate
 from tests.unit.test_races import SESSION, foreign_job, hold_lease, job, until
 
 
@@ -18,6 +21,20 @@ async def opened(engine: FakeEngine) -> DockerTracker:
     await tracker.open()
     await hold_lease(tracker)
     return tracker
+
+
+async def close_while_held(
+    tracker: DockerTracker, gate: Gate, call: Coroutine[Any, Any, Any], error: type[Exception]
+) -> None:
+    """Run ``call`` until the engine call held at ``gate`` arrives, close the tracker, let the
+    held call answer: ``call`` must then raise ``error`` (not wait forever)."""
+    running = asyncio.create_task(call)
+    with anyio.fail_after(2):
+        await gate.arrived.wait()
+    await tracker.aclose()
+    gate.release()
+    with anyio.fail_after(2), pytest.raises(error):
+        await running
 
 
 # -- a wait whose lookup is in flight when the tracker closes -------------------------------
@@ -31,13 +48,7 @@ async def test_wait_by_prefix_in_flight_at_aclose_fails_with_tracker_closed() ->
     tracker = await opened(engine)
     job_id = await tracker.add_job(job("sleep", "9"))
     gate = engine.hold("inspect", match=job_id, after=True)  # acted, answer not returned yet
-    waiting = asyncio.create_task(tracker.wait(job_id[:12]))
-    with anyio.fail_after(2):
-        await gate.arrived.wait()
-    await tracker.aclose()
-    gate.release()
-    with anyio.fail_after(2), pytest.raises(TrackerClosedError):
-        await waiting
+    await close_while_held(tracker, gate, tracker.wait(job_id[:12]), TrackerClosedError)
     assert tracker.statistics().waiters == 0
 
 
@@ -56,13 +67,7 @@ async def test_many_waits_in_flight_at_aclose_fail_with_tracker_closed(call: str
                 return [x async for x in completed]
         return await getattr(tracker, call)([job_id[:12]])
 
-    waiting = asyncio.create_task(run())
-    with anyio.fail_after(2):
-        await gate.arrived.wait()
-    await tracker.aclose()
-    gate.release()
-    with anyio.fail_after(2), pytest.raises(TrackerClosedError):
-        await waiting
+    await close_while_held(tracker, gate, run(), TrackerClosedError)
     assert tracker.statistics().watchers == 0
 
 
@@ -78,13 +83,7 @@ async def test_stream_output_of_a_held_job_in_flight_at_aclose_ends() -> None:
         async with tracker.stream_output(job_id[:12]) as output:
             return [chunk async for chunk in output]
 
-    reading = asyncio.create_task(read())
-    with anyio.fail_after(2):
-        await gate.arrived.wait()
-    await tracker.aclose()
-    gate.release()
-    with anyio.fail_after(2), pytest.raises(TrackerError):
-        await reading
+    await close_while_held(tracker, gate, read(), TrackerError)
     assert tracker.statistics().waiters == 0
 
 

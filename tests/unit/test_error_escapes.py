@@ -7,32 +7,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
 
-from aiotracker import DockerTracker, JobState, JobTemplate, TrackerError
+from aiotracker import DockerTracker, JobState, TrackerError
 from aiotracker._engine.base import EngineCallError, EngineConnectionError
 from aiotracker._engine.fake import FakeEngine
 from aiotracker._labels import container_name
+from tests.unit.test_races import job, until
 
 IMAGE = "aiotracker/busybox:latest"
 SESSION = "escapes"
-
-
-def job(*command: str, **fields: Any) -> JobTemplate:
-    fields.setdefault("job_category", IMAGE)
-    if command:
-        fields.setdefault("remote_command", command[0])
-        fields.setdefault("args", list(command[1:]))
-    return JobTemplate(**fields)
-
-
-async def until(predicate: Any, timeout: float = 2.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import anyio
 
 from aiotracker import DockerTracker, JobState
 from aiotracker._engine.fake import FakeEngine
-from tests.unit.test_error_escapes import SESSION, job, lease_of, until
+from tests.unit.test_error_escapes import SESSION, lease_of
+from tests.unit.test_races import job, until
 
 
 async def test_take_output_does_not_release_the_end_its_launched_copier_holds(
