@@ -34,11 +34,10 @@ from ._exceptions import InvalidArgumentError, InvalidStateError, JobNotFoundErr
 from ._labels import TERMINATED_SUFFIX
 from ._model import JobState
 from ._submit import RETRYABLE, Launch, Submitter, rename_mark
-from ._tasks import Tasks
+from ._tasks import BACKOFF_MAX, BACKOFF_MIN, Tasks, next_backoff
 from ._waiters import Wakeups
 
 log = logging.getLogger("aiotracker")
-_BACKOFF_MIN, _BACKOFF_MAX = 0.05, 5.0
 
 
 def is_whole(tasks: Sequence[Job], size: int) -> bool:
@@ -223,7 +222,7 @@ class Launcher:
     # -- one launcher per array (no max_running) -----------------------------------------
 
     async def _run(self, array: Array) -> None:
-        backoff = _BACKOFF_MIN
+        backoff = BACKOFF_MIN
         try:
             while True:
                 await array.wake.wait()
@@ -240,25 +239,25 @@ class Launcher:
                                 break  # the lease went to another tracker: it launches the rest
                             await self._start_task(array, task)
                             self._check_progress(task)
-                    backoff = _BACKOFF_MIN
+                    backoff = BACKOFF_MIN
                 except (*RETRYABLE, _NotStarted) as exc:
                     log.warning("array %s: %s; retrying", array.array_id, exc)
                     self._request_resync()
                     await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
                     array.wake.set()
         finally:
             self.arrays.pop(array.array_id, None)
 
     def _check_progress(self, task: Job) -> None:
-        """After a start: if the task is still to be started (the engine refused the start for
-        its state, a 409, and the job is still queued and ours), it is tried again later,
-        backing off, never at once in a loop."""
+        """After a start: a task refused for now is tried again later, backing off, never at
+        once in a loop."""
         if self._refused_for_now(task):
             raise _NotStarted(f"job {task.job_id[:12]} was not started; trying again later")
 
     def _refused_for_now(self, task: Job) -> bool:
-        """True if a start just made left the task startable: it was not started. (Not
+        """True if a start just made left the task startable and ours: the engine refused it
+        for the container's state (a 409), and it is to be tried again later. (Not
         ``_next_of``: that walks the array, and doubled the launcher's cost per start.)"""
         return task.job_id in self._cache and startable(task) and self._holds(task.owner)
 
@@ -334,14 +333,14 @@ class Launcher:
         return None
 
     async def _run_pool(self) -> None:
-        backoff = _BACKOFF_MIN
+        backoff = BACKOFF_MIN
         while True:
             await self._wake.wait()
             self._wake.clear()
             try:
                 while len(self.running) < self.max_running and await self._start_next():
                     pass
-                backoff = _BACKOFF_MIN
+                backoff = BACKOFF_MIN
             except Exception as exc:  # the one queue never stops: it looks again, later
                 if isinstance(exc, (*RETRYABLE, _NotStarted)):
                     log.warning("launcher: %s; retrying", exc)
@@ -349,7 +348,7 @@ class Launcher:
                     log.exception("launcher: a start failed unexpectedly; going on")
                 self._request_resync()
                 await anyio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                backoff = min(backoff * 2, BACKOFF_MAX)
                 self._wake.set()
 
     async def _start_next(self) -> bool:
@@ -377,14 +376,19 @@ class Launcher:
         return True
 
     def _pass_over(self, array: Array, task: Job) -> None:
-        array.backoff = min(array.backoff * 2, _BACKOFF_MAX) if array.backoff else _BACKOFF_MIN
+        array.backoff = self._try_later(task, array.backoff, self._wake.set)
         array.not_before = time.monotonic() + array.backoff
+
+    def _try_later(self, job: Job, previous: float, then: Callable[[], None]) -> float:
+        """A start the engine refused for the container's state (a 409): ``then`` runs after
+        the next pause (backing off from ``previous``), which is returned."""
+        pause = next_backoff(previous)
         log.warning(
-            "launcher: job %s was not started; trying again in %.2f s",
-            task.job_id[:12], array.backoff,
-        )  # fmt: skip
+            "launcher: job %s was not started; trying again in %.2f s", job.job_id[:12], pause
+        )
         self._request_resync()
-        asyncio.get_running_loop().call_later(array.backoff, self._wake.set)
+        asyncio.get_running_loop().call_later(pause, then)
+        return pause
 
     async def _start_single(self, entry: _Single) -> None:
         job = entry.job
@@ -404,13 +408,9 @@ class Launcher:
             self._retry_later(entry)
 
     def _retry_later(self, entry: _Single) -> None:
-        entry.backoff = min(entry.backoff * 2, _BACKOFF_MAX) if entry.backoff else _BACKOFF_MIN
-        log.warning(
-            "launcher: job %s was not started; trying again in %.2f s",
-            entry.job.job_id[:12], entry.backoff,
-        )  # fmt: skip
-        self._request_resync()
-        asyncio.get_running_loop().call_later(entry.backoff, self._requeue, entry)
+        entry.backoff = self._try_later(
+            entry.job, entry.backoff, functools.partial(self._requeue, entry)
+        )
 
     def _requeue(self, entry: _Single) -> None:
         job_id = entry.job.job_id
@@ -430,7 +430,7 @@ class Launcher:
 
     async def _mark_refused(self, job_id: str) -> None:
         """Put the FAILED mark in the refused job's name, retried while the engine fails."""
-        backoff = _BACKOFF_MIN
+        backoff = BACKOFF_MIN
         while job_id in self._cache:
             try:
                 await rename_mark(self._engine, job_id, TERMINATED_SUFFIX)
@@ -438,6 +438,6 @@ class Launcher:
                 return
             except RETRYABLE:
                 await anyio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             return

@@ -35,13 +35,12 @@ from ._exceptions import (
     TrackerError,
 )
 from ._labels import LEASE_LABEL, LEASE_OWNER_LABEL, SESSION_LABEL, lease_name, session_tag
-from ._tasks import Tasks, shielded
+from ._tasks import BACKOFF_MAX, BACKOFF_MIN, Tasks, shielded
 
 log = logging.getLogger("aiotracker")
 
 _LIVE = ("running", "paused", "restarting")
 UNLEASED = "unleased-"
-_BACKOFF_MIN, _BACKOFF_MAX = 0.05, 5.0
 
 
 class Leases:
@@ -246,7 +245,7 @@ class Leases:
     async def _adopt(self, owner: str) -> None:
         """Take ``owner``'s lease over; an engine failure is tried again (backing off) while
         the lease is dead, its jobs unfinished and we open: no later event would ask again."""
-        backoff = _BACKOFF_MIN
+        backoff = BACKOFF_MIN
         try:
             while True:
                 try:
@@ -258,7 +257,7 @@ class Leases:
                         return
                     log.warning("taking lease %s over failed (%s); retrying", owner, exc)
                     await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
         finally:
             self._adopting.discard(owner)
 

@@ -48,7 +48,7 @@ from ._pull import Puller, PullProgress
 from ._stageout import StagePlan, Stager, stage_recovery
 from ._submit import RETRYABLE, Launch, Submitter, launch_from, rename_mark
 from ._sync import Sync
-from ._tasks import Tasks, shielded
+from ._tasks import BACKOFF_MAX, BACKOFF_MIN, Tasks, shielded
 from ._timers import TimerActions, Timers
 from ._waiters import Wakeups
 from ._watch import OutputWatch
@@ -425,7 +425,7 @@ class Runtime:
         self.cache.begin_output(job_id)  # its end waits until we know what is to be recovered
         recovering = False
         try:
-            backoff = 0.05
+            backoff = BACKOFF_MIN
             while True:
                 try:
                     details = await self.sync.details(job_id)
@@ -436,7 +436,7 @@ class Runtime:
                     if job_id not in self.cache or not self.leases.holds(job.owner):
                         return  # gone, or no longer ours to write
                     await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
                 except TrackerError as exc:
                     self.cache.add_fault(job_id, f"output incomplete: not recovered: {exc}")
                     return
@@ -481,7 +481,7 @@ class Runtime:
             return
         if self.closed and self._host_task is None:
             return
-        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+        if self._loop is not None and self._loop is not loop:
             # The loop that ran the tracker is gone: nothing of it can be awaited.
             self.closed, self._host_task = True, None
             await self.engine.aclose()

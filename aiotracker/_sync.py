@@ -30,13 +30,12 @@ from ._labels import (
 )
 from ._mapping import state_from_summary
 from ._model import JobState
-from ._tasks import Tasks
+from ._tasks import BACKOFF_MAX, BACKOFF_MIN, Tasks
 from ._waiters import Wakeups
 
 log = logging.getLogger("aiotracker")
 
 Result = tuple[Wakeups, list[Change]]
-_BACKOFF_MIN, _BACKOFF_MAX = 0.05, 5.0
 
 
 class Sync:
@@ -105,7 +104,7 @@ class Sync:
         self._tasks.spawn(self._inspect_until_settled, job_id, die)
 
     async def _inspect_until_settled(self, job_id: str, die: ContainerEvent | None) -> None:
-        backoff = _BACKOFF_MIN
+        backoff = BACKOFF_MIN
         try:
             while True:
                 try:
@@ -119,7 +118,7 @@ class Sync:
                     log.debug("inspect of %s failed (%s); retrying", job_id[:12], exc)
                     self.request_resync()
                     await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
                     continue
                 if not self._inspecting.get(job_id):
                     return
@@ -252,7 +251,7 @@ class Sync:
 
     async def run_resyncs(self) -> None:
         """Serve re-sync requests forever: one at a time, retried with backoff."""
-        backoff = _BACKOFF_MIN
+        backoff = BACKOFF_MIN
         while True:
             await self._resync.wait()
             self._resync = anyio.Event()
@@ -262,9 +261,9 @@ class Sync:
                 log.debug("re-sync failed (%s); retrying", exc)
                 self._resync.set()
                 await anyio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
-            backoff = _BACKOFF_MIN
+            backoff = BACKOFF_MIN
 
     async def reconcile(self) -> None:
         """List the session: forget what is gone, inspect what may have moved meanwhile."""

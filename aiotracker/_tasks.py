@@ -27,6 +27,14 @@ from ._exceptions import JobNotFoundError, TrackerClosedError, TrackerError
 log = logging.getLogger("aiotracker")
 T = TypeVar("T")
 
+# The pauses of background work retried after an engine failure: 50 ms, doubling, at most 5 s.
+BACKOFF_MIN, BACKOFF_MAX = 0.05, 5.0
+
+
+def next_backoff(previous: float) -> float:
+    """The pause after ``previous`` (0: none yet): ``BACKOFF_MIN``, then doubling."""
+    return min(previous * 2, BACKOFF_MAX) if previous else BACKOFF_MIN
+
 
 class Tasks:
     """The tracker's task group, with containment and a count of what runs."""
