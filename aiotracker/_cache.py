@@ -277,9 +277,9 @@ class StateCache:
             return out, changes, event.action in ("start", "die", "pause", "unpause", "rename")
         if event.action == "start" and not job.started_ns:
             job.started_ns = event.time_ns  # when it started, even if the event is stale
-        if event.time_ns < job.version_ns:
+        if event.time_ns < job.version_ns and not self._final_die(job, event):
             return out, changes, False  # stale: the entry already holds something newer
-        job.version_ns = event.time_ns
+        job.version_ns = max(job.version_ns, event.time_ns)
         job.seq += 1
         if event.action in _CONTROL_EVENTS:
             job.control_seq += 1
@@ -312,6 +312,20 @@ class StateCache:
         if state is not None and not (job.exited and state is JobState.RUNNING):
             self._set(job, state, out, changes)
         return out, changes, False
+
+    @staticmethod
+    def _final_die(job: Job, event: ContainerEvent) -> bool:
+        """A die that ends a job that cannot run again, older than what the entry holds: news
+        all the same. A listing can be older than its stamp says: a Swarm manager lists a task
+        as running until its node reports the exit, after the die the node stamped (and a
+        tracker opened meanwhile would keep the job RUNNING for ever)."""
+        return (
+            event.action == "die"
+            and job.die_is_final
+            and not job.exited
+            and job.state not in TERMINAL
+            and job.final is None
+        )
 
     def seq(self, job_id: str) -> int | None:
         job = self._jobs.get(job_id)

@@ -274,6 +274,31 @@ def test_stale_event_is_ignored() -> None:
     assert (state(cache), cache.seq(JOB)) == (JobState.RUNNING, seq)
 
 
+@pytest.mark.parametrize(("labels", "ends"), [
+    ({MANAGED_LABEL: "1"}, True),
+    ({MANAGED_LABEL: "1", RESTART_LABEL: "on-failure"}, False),
+    ({}, False),
+], ids=["no-restart-policy", "restart-policy", "not-made-by-aiotracker"])  # fmt: skip
+async def test_a_die_older_than_a_listing_ends_a_job_that_cannot_run_again(
+    labels: dict[str, str], ends: bool
+) -> None:
+    """A Swarm manager lists a task as running until its node reports the exit: a tracker
+    opened meanwhile seeds RUNNING, then hears the die the node stamped before the listing.
+    The die is news for a job that cannot run again; for others the listing stays newer."""
+    cache = StateCache()
+    cache.add(JOB, JobState.RUNNING, labels=labels, version_ns=T0 + 10, ever_started=True)
+    w = waiter(cache, DONE_OR_FAILED)
+    wakeups, _, needs_inspect = cache.apply(event("die", 5, exitCode="4"))
+    wakeups.resolve()
+    assert not needs_inspect
+    assert w.future.done() is ends
+    assert state(cache) is (JobState.FAILED if ends else JobState.RUNNING)
+    if not ends:
+        cache.remove_waiter(w)
+    # Once it has ended, an older die is stale again.
+    assert cache.apply(event("die", 4, exitCode="0"))[1] == []
+
+
 def test_event_at_the_same_time_is_applied() -> None:
     """Two events in the same nanosecond are both news: the second is not stale."""
     cache = StateCache()
