@@ -282,7 +282,11 @@ class Runtime:
         if self.observer:
             return
         owners = {
-            j.owner for j in self.cache if j.owner is not None and not j.owner.startswith(UNLEASED)
+            j.owner
+            for j in self.cache
+            if j.owner is not None
+            and not j.owner.startswith(UNLEASED)
+            and j.state not in TERMINAL  # to launch, to run, or its output held back
         } - self._live_owners
         for owner in owners:
             try:

@@ -144,6 +144,22 @@ async def test_finished_leases_are_removed_and_observers_take_nothing() -> None:
         assert observer._rt.leases.held == {}
 
 
+async def test_next_tracker_leaves_the_lease_of_finished_jobs_alone() -> None:
+    """A tracker opened on a session whose jobs all ended under a tracker now closed takes no
+    lease over: nothing is left to launch or write (each opening made a lease container, per
+    owner, and warned of a takeover)."""
+    engine = FakeEngine()
+    async with DockerTracker(SESSION, engine=engine.client()) as a:
+        job_id = await a.add_job(job())
+        engine.exit(job_id, 0)
+        assert await a.wait(job_id, timeout=1) is JobState.DONE
+    b_client = engine.client()
+    async with DockerTracker(SESSION, engine=b_client) as b:
+        assert await b.job_state(job_id) is JobState.DONE
+        assert b._rt.leases.takeovers == 0
+    assert [c for c in b_client.started if is_lease(b_client, c)] == []
+
+
 @pytest.mark.parametrize("seed", range(3))
 async def test_racing_trackers_take_a_dead_lease_once(seed: int) -> None:
     """Three trackers see one lease die; exactly one takes it over."""
