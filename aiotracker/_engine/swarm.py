@@ -387,10 +387,19 @@ class SwarmEngine:
         by_service: dict[str, list[TaskView]] = {}
         for t in tasks:
             by_service.setdefault(t.service_id, []).append(t)
-        out = [summary(s, run_task(s, by_service.get(str(s["ID"]), [])))
-               for s in services]  # fmt: skip
+        out = [self._summary(s, by_service.get(str(s["ID"]), [])) for s in services]
         out = [s for s in out if matches(s, filters or {})]
         return [*out, *local]
+
+    def _summary(self, service: Mapping[str, Any], tasks: Sequence[TaskView]) -> ContainerSummary:
+        """A job's list entry; exited if its node told the exit before the manager knows it
+        (as ``inspect`` says)."""
+        task = run_task(service, tasks)
+        entry = summary(service, task)
+        job = self._tracker.get(str(service["ID"]))
+        if job is not None and job.exit is not None and task is not None and not task.ended:
+            return replace(entry, state="exited", status=f"Exited ({job.exit[0]})")
+        return entry
 
     async def cpu_usage_ns(self, cid: str) -> int | None:
         try:
