@@ -9,7 +9,9 @@ Two rules keep it right when events arrive late, twice or out of order:
 
 - *Versions*: an entry remembers the daemon time (ns) of the newest event it applied (or of
   the list it was seeded from); an older event is stale and ignored (the ``since`` replay after
-  a reconnect re-sends events the list already reflects). An inspect is applied only if no
+  a reconnect re-sends events the list already reflects), but for the die that ends a job of
+  aiotracker's with no restart policy (``_final_die``: a Swarm manager's list lags its nodes).
+  An inspect is applied only if no
   event of its job was applied while it was in flight (``seq``); else it is repeated.
 - *Publication*: a terminal state (DONE, FAILED) is published only when the exit status is
   known and the job's output files are closed (``output_done``); until then the job reads as
@@ -315,10 +317,11 @@ class StateCache:
 
     @staticmethod
     def _final_die(job: Job, event: ContainerEvent) -> bool:
-        """A die that ends a job that cannot run again, older than what the entry holds: news
-        all the same. A listing can be older than its stamp says: a Swarm manager lists a task
-        as running until its node reports the exit, after the die the node stamped (and a
-        tracker opened meanwhile would keep the job RUNNING for ever)."""
+        """A die that ends a job aiotracker will not run again (its own, with no restart
+        policy), older than what the entry holds: news all the same. A listing can be older
+        than its stamp says: a Swarm manager lists a task as running until its node reports
+        the exit, after the die the node stamped (and a tracker opened meanwhile would keep
+        the job RUNNING for ever)."""
         return (
             event.action == "die"
             and job.die_is_final
