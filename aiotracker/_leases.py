@@ -74,6 +74,7 @@ class Leases:
         self.on_adopted: Callable[[str], None] = lambda owner: None
         self.on_lost: Callable[[str], None] = lambda owner: None
         self.takeovers = 0
+        self._ended: dict[str, str] = {}  # owner -> its ended lease, as seen at opening
 
     def holds(self, owner: str | None) -> bool:
         """True if this tracker is responsible for jobs of ``owner``: a lease it holds, its own
@@ -269,10 +270,28 @@ class Leases:
         return ""
 
     async def live_owners(self) -> set[str]:
-        """The owners whose leases are held now (one listing)."""
+        """The owners whose leases are held now (one listing); the ended leases are noted for
+        ``clear_ended``."""
         with engine_errors("list"):
             leases = await self._engine.list_containers(self.label)
+        self._ended = {
+            o: s.container_id
+            for s in leases
+            if s.state in ("exited", "dead") and (o := s.labels.get(LEASE_OWNER_LABEL))
+        }
         return {o for s in leases if s.state in _LIVE and (o := s.labels.get(LEASE_OWNER_LABEL))}
+
+    async def clear_ended(self) -> None:
+        """Remove the ended leases noted at opening whose jobs have all ended: nobody takes
+        them over, and each would stay behind for good (a tracker closed or killed with work
+        left, which ended while no tracker was open). Not one only created (its maker may be
+        about to start it); the id, not the name, so that a lease made again is not hit."""
+        ended, self._ended = self._ended, {}
+        for owner, cid in ended.items():
+            if owner in self.held or owner in self._adopting or self._unfinished(owner):
+                continue
+            with contextlib.suppress(TrackerError), engine_errors("remove", cid):
+                await self._engine.remove(cid)
 
     async def take_now(self, owner: str) -> bool:
         """Try to take ``owner``'s dead lease over now; True if we won it (or hold it)."""

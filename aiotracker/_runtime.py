@@ -228,6 +228,8 @@ class Runtime:
                 await self.sync.seed(since, self._recovering)
                 await self._take_dead_leases()
                 self._adopt()
+                if not self.observer:
+                    self.tasks.spawn(self.leases.clear_ended)
                 tg.start_soon(self.feed.process, self.sync.on_event)
                 tg.start_soon(self.sync.run_resyncs)
                 tg.start_soon(self.timers.run)

@@ -160,6 +160,22 @@ async def test_next_tracker_leaves_the_lease_of_finished_jobs_alone() -> None:
     assert [c for c in b_client.started if is_lease(b_client, c)] == []
 
 
+async def test_a_lease_let_go_is_removed_once_its_jobs_ended() -> None:
+    """A tracker closed with a job running leaves its lease ended; the job ends while no
+    tracker is open: the next one opened removes that lease instead of taking it over."""
+    engine = FakeEngine()
+    async with DockerTracker(SESSION, engine=engine.client()) as a:
+        job_id = await a.add_job(job())
+        assert await a.wait(job_id, JobState.RUNNING, timeout=1) is JobState.RUNNING
+    await engine.drain()
+    assert len(await engine.list_containers(LEASE_LABEL)) == 1
+    engine.exit(job_id, 0)
+    async with DockerTracker(SESSION, engine=engine.client()) as b:
+        assert await b.job_state(job_id) is JobState.DONE
+        await until(lambda: not engine._containers.keys() - {job_id})
+        assert b._rt.leases.takeovers == 0
+
+
 @pytest.mark.parametrize("seed", range(3))
 async def test_racing_trackers_take_a_dead_lease_once(seed: int) -> None:
     """Three trackers see one lease die; exactly one takes it over."""
