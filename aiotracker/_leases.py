@@ -41,6 +41,8 @@ log = logging.getLogger("aiotracker")
 
 _LIVE = ("running", "paused", "restarting")
 UNLEASED = "unleased-"
+# Pauses between removals of a dead lease that another tracker is removing too (~1.9 s in all).
+_CLEAR_DELAYS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 class Leases:
@@ -130,16 +132,8 @@ class Leases:
                     old = await self._engine.inspect(name)
         except JobNotFoundError:
             pass
-        if old is not None:
-            if old.status in _LIVE:
-                return False
-            try:
-                with engine_errors("remove", old.container_id):
-                    await self._engine.remove(old.container_id)
-            except JobNotFoundError:
-                pass
-            except InvalidStateError:
-                return False  # started again meanwhile: held
+        if old is not None and (old.status in _LIVE or not await self._clear(old.container_id)):
+            return False
         config = {
             "Image": image, "Entrypoint": ["cat"], "Cmd": [], "OpenStdin": True,
             "StdinOnce": True, "AttachStdin": True, "Tty": False,
@@ -186,6 +180,28 @@ class Leases:
                 self._no_lease = True  # the image cannot run ``cat``: it never will
             return False
         return True
+
+    async def _clear(self, cid: str) -> bool:
+        """Remove a dead lease; False if it is held again. Another tracker's clean-up may be
+        removing it too (Docker answers 409 "removal of container ... is already in
+        progress"): asked again, briefly, until it is gone."""
+        for delay in (0.0, *_CLEAR_DELAYS):
+            await anyio.sleep(delay)
+            try:
+                with engine_errors("remove", cid):
+                    await self._engine.remove(cid)
+                return True
+            except JobNotFoundError:
+                return True
+            except InvalidStateError:
+                try:
+                    with engine_errors("inspect", cid):
+                        details = await self._engine.inspect(cid)
+                except JobNotFoundError:
+                    return True
+                if details.status in _LIVE:
+                    return False  # started again meanwhile: held
+        return False
 
     async def _hold(self, owner: str, cid: str, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Hold the lease's stdin (attached before the start) for as long as the tracker."""
@@ -269,16 +285,17 @@ class Leases:
                     return (await self._engine.inspect(job.job_id)).image
         return ""
 
-    async def live_owners(self) -> set[str]:
-        """The owners whose leases are held now (one listing); the ended leases are noted for
-        ``clear_ended``."""
+    async def live_owners(self, *, note_ended: bool = False) -> set[str]:
+        """The owners whose leases are held now (one listing); ``note_ended`` (at opening):
+        the ended leases are noted for ``clear_ended``."""
         with engine_errors("list"):
             leases = await self._engine.list_containers(self.label)
-        self._ended = {
-            o: s.container_id
-            for s in leases
-            if s.state in ("exited", "dead") and (o := s.labels.get(LEASE_OWNER_LABEL))
-        }
+        if note_ended:
+            self._ended = {
+                o: s.container_id
+                for s in leases
+                if s.state in ("exited", "dead") and (o := s.labels.get(LEASE_OWNER_LABEL))
+            }
         return {o for s in leases if s.state in _LIVE and (o := s.labels.get(LEASE_OWNER_LABEL))}
 
     async def clear_ended(self) -> None:

@@ -224,7 +224,7 @@ class Runtime:
                 since = self.info.system_time_ns
                 await tg.start(self.feed.run, since)
                 if not self.observer:
-                    self._live_owners = await self.leases.live_owners()
+                    self._live_owners = await self.leases.live_owners(note_ended=True)
                 await self.sync.seed(since, self._recovering)
                 await self._take_dead_leases()
                 self._adopt()

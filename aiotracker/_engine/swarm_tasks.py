@@ -252,7 +252,9 @@ class TaskTracker:
             except (EngineCallError, EngineConnectionError) as exc:
                 log.debug("swarm: node %s not asked for exits: %s", node_id, exc)
         if scope.cancelled_caught:
-            log.debug("swarm: node %s told no exits within %g s", node_id, NODE_ASK_TIMEOUT)
+            log.debug(
+                "swarm: node %s not done telling exits within %g s", node_id, NODE_ASK_TIMEOUT
+            )
 
     async def _ask_exit(self, engine: DockerEngine, container: str, sid: str) -> None:
         """One exited task container's exit, from its node (gone since: the manager tells)."""

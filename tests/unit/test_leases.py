@@ -11,9 +11,10 @@ import anyio
 import pytest
 
 from aiotracker import DockerTracker, JobState, JobTemplate
+from aiotracker._engine.base import EngineCallError
 from aiotracker._engine.fake import FakeEngine
 from aiotracker._engine.fake_client import FakeClient
-from aiotracker._labels import LEASE_LABEL, SESSION_LABEL
+from aiotracker._labels import LEASE_LABEL, OWNER_LABEL, SESSION_LABEL
 
 IMAGE = "aiotracker/busybox:latest"
 SESSION = "leases"
@@ -256,3 +257,29 @@ async def test_observer_opened_on_a_dead_lease_takes_nothing(tmp_path: Path) -> 
     a._rt.closed = True
     ca.closed = False
     await a.aclose()
+
+
+async def test_own_lease_made_again_while_another_opening_removes_the_dead_one() -> None:
+    """A tracker whose lease ended makes it again at its next submission while another
+    tracker's opening is removing the dead one (Docker answers the second removal with 409
+    "removal ... already in progress"): the lease is made once the first removal is done, and
+    the job carries it (it was made with no owner, after a warning: no takeover)."""
+    engine = FakeEngine()
+    async with DockerTracker(SESSION, engine=engine.client()) as a:
+        first = await a.add_job(job())
+        engine.exit(first, 0)
+        assert await a.wait(first, timeout=1) is JobState.DONE
+        own = a._rt.leases.own
+        dead = lease_of(engine, own)
+        engine.exit(dead, 137)  # a's lease ends under it; a stays open
+        await until(lambda: own not in a._rt.leases.held)
+        removing = engine.hold("remove", match=dead)  # b's opening clears it
+        async with DockerTracker(SESSION, engine=engine.client()):
+            with anyio.fail_after(2):
+                await removing.arrived.wait()
+            busy = EngineCallError(409, f"removal of container {dead} is already in progress")
+            engine.fail("remove", busy, match=dead)
+            second = await a.add_job(job())
+            removing.release()
+            assert engine.container(second).labels.get(OWNER_LABEL) == own
+            assert lease_of(engine, own) != dead
