@@ -13,7 +13,9 @@ Swarm sends no task events (moby/moby#37403), so ``TaskTracker`` makes them:
   with the unfinished jobs (one call, a bigger answer), never with the waits on them.
 - Where the nodes' engines are given (``node_urls``), their container event streams are
   hints: a task container's ``die`` (with its exit code) or ``pause`` is passed on at once
-  (about 1 ms instead of a polling interval).
+  (about 1 ms instead of a polling interval). At each (re)connecting they are also asked for
+  the exits their manager has not heard of yet (a die told before this tracker listened is
+  not told again).
 
 Each job's events come out once each and in order, whoever saw them first.
 """
