@@ -34,7 +34,7 @@ from ._exceptions import InvalidArgumentError, InvalidStateError, JobNotFoundErr
 from ._labels import TERMINATED_SUFFIX
 from ._model import JobState
 from ._submit import RETRYABLE, Launch, Submitter, rename_mark
-from ._tasks import BACKOFF_MAX, BACKOFF_MIN, Tasks, next_backoff
+from ._tasks import BACKOFF_MIN, Tasks, next_backoff
 from ._waiters import Wakeups
 
 log = logging.getLogger("aiotracker")
@@ -244,7 +244,7 @@ class Launcher:
                     log.warning("array %s: %s; retrying", array.array_id, exc)
                     self._request_resync()
                     await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    backoff = next_backoff(backoff)
                     array.wake.set()
         finally:
             self.arrays.pop(array.array_id, None)
@@ -348,7 +348,7 @@ class Launcher:
                     log.exception("launcher: a start failed unexpectedly; going on")
                 self._request_resync()
                 await anyio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = next_backoff(backoff)
                 self._wake.set()
 
     async def _start_next(self) -> bool:
@@ -438,6 +438,6 @@ class Launcher:
                 return
             except RETRYABLE:
                 await anyio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = next_backoff(backoff)
                 continue
             return

@@ -35,7 +35,7 @@ from ._exceptions import (
     TrackerError,
 )
 from ._labels import LEASE_LABEL, LEASE_OWNER_LABEL, SESSION_LABEL, lease_name, session_tag
-from ._tasks import BACKOFF_MAX, BACKOFF_MIN, Tasks, shielded
+from ._tasks import BACKOFF_MIN, Tasks, next_backoff, shielded
 
 log = logging.getLogger("aiotracker")
 
@@ -274,7 +274,7 @@ class Leases:
                         return
                     log.warning("taking lease %s over failed (%s); retrying", owner, exc)
                     await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    backoff = next_backoff(backoff)
         finally:
             self._adopting.discard(owner)
 

@@ -48,7 +48,7 @@ from ._pull import Puller, PullProgress
 from ._stageout import StagePlan, Stager, stage_recovery
 from ._submit import RETRYABLE, Launch, Submitter, launch_from, rename_mark
 from ._sync import Sync
-from ._tasks import BACKOFF_MAX, BACKOFF_MIN, Tasks, shielded
+from ._tasks import BACKOFF_MIN, Tasks, next_backoff, shielded
 from ._timers import TimerActions, Timers
 from ._waiters import Wakeups
 from ._watch import OutputWatch
@@ -442,7 +442,7 @@ class Runtime:
                     if job_id not in self.cache or not self.leases.holds(job.owner):
                         return  # gone, or no longer ours to write
                     await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    backoff = next_backoff(backoff)
                 except TrackerError as exc:
                     self.cache.add_fault(job_id, f"output incomplete: not recovered: {exc}")
                     return

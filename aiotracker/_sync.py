@@ -30,7 +30,7 @@ from ._labels import (
 )
 from ._mapping import state_from_summary
 from ._model import JobState
-from ._tasks import BACKOFF_MAX, BACKOFF_MIN, Tasks
+from ._tasks import BACKOFF_MIN, Tasks, next_backoff
 from ._waiters import Wakeups
 
 log = logging.getLogger("aiotracker")
@@ -118,7 +118,7 @@ class Sync:
                     log.debug("inspect of %s failed (%s); retrying", job_id[:12], exc)
                     self.request_resync()
                     await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    backoff = next_backoff(backoff)
                     continue
                 if not self._inspecting.get(job_id):
                     return
@@ -261,7 +261,7 @@ class Sync:
                 log.debug("re-sync failed (%s); retrying", exc)
                 self._resync.set()
                 await anyio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = next_backoff(backoff)
                 continue
             backoff = BACKOFF_MIN
 
