@@ -337,9 +337,9 @@ class SwarmEngine:
         d = details(service, task, started_at=started_at)
         if job is not None and job.pending_name:
             d = replace(d, name=job.pending_name)  # renamed while it ran (rename)
-        if job is not None and job.exit is not None and task is not None and not task.ended:
+        if job is not None and (told := job.exit_unheard(task)) is not None:
             # A node told the exit before the manager knows it: the node's word.
-            code, at = job.exit
+            code, at = told
             d = replace(d, status="exited", running=False, exit_code=code, finished_at=_time(at),
                         started_at=started_at or d.started_at or _time(at),
                         error=job.lost or d.error)  # fmt: skip
@@ -397,8 +397,8 @@ class SwarmEngine:
         task = run_task(service, tasks)
         entry = summary(service, task)
         job = self._tracker.get(str(service["ID"]))
-        if job is not None and job.exit is not None and task is not None and not task.ended:
-            return replace(entry, state="exited", status=f"Exited ({job.exit[0]})")
+        if job is not None and (told := job.exit_unheard(task)) is not None:
+            return replace(entry, state="exited", status=f"Exited ({told[0]})")
         return entry
 
     async def cpu_usage_ns(self, cid: str) -> int | None:

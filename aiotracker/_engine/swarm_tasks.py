@@ -83,6 +83,11 @@ class TrackedJob:
     last_ns: int = 0  # the stamp of the last event passed on for it
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # a die was passed on
 
+    def exit_unheard(self, task: TaskView | None) -> tuple[int, int] | None:
+        """The exit its node told (or the give-up's), while the manager's task for it does not
+        say it ended yet: what ``inspect`` and the listing say instead."""
+        return self.exit if task is not None and not task.ended else None
+
     def attributes(self, **extra: str) -> dict[str, str]:
         return {**self.labels, "name": self.name, **extra}
 
